@@ -1,0 +1,15 @@
+"""Local training: every client keeps its own adapter, nothing is shared."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Algorithm, with_trained_rows
+
+
+class Local(Algorithm):
+    name = "local"
+    communicates = False
+
+    def aggregate(self, thetas, trained, num_examples) -> torch.Tensor:
+        return with_trained_rows(thetas, trained)

@@ -1,0 +1,273 @@
+"""Run configuration: typed sections, TOML files, `key=value` overrides and validation."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+
+class ConfigError(ValueError):
+    """A configuration value, key or file is invalid; the message says which and why."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m-instruct"
+    """Base model: 'smollm2-135m-instruct' (embedded), 'tiny-random' (tests), a hub id, a local
+    directory, or a path to a .gguf file."""
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    prompt_format: str = "chat"
+    """'chat' (the tokenizer's chat template) or 'plain' (an instruction/response template)."""
+    max_length: int = 128
+    """Tokens per example; prompts are cut from the left first, the response is never dropped."""
+
+
+@dataclass
+class DataConfig:
+    source: str = "synthetic"
+    train_per_client: int = 48
+    test_per_client: int = 24
+
+
+@dataclass
+class TrainConfig:
+    local_steps: int = 10
+    batch_size: int = 8
+    lr: float = 2e-3
+    optimizer: str = "adamw"
+    """'adamw' or 'sgd' (paper-exact)."""
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    """Max global gradient norm per step; 0 disables clipping."""
+    persistent_optimizer: bool = False
+    """Keep each client's optimiser state across the rounds it is sampled in."""
+
+
+@dataclass
+class FederationConfig:
+    algorithm: str = "mira"
+    """'mira', 'fedit' or 'local'."""
+    rounds: int = 8
+    sample_fraction: float = 0.34
+    """Fraction of clients sampled per round (at least one); ignored if sample_count > 0."""
+    sample_count: int = 0
+    lam: float = 1.0
+    """MIRA's λ: strength of the task-graph regulariser (0 = local training)."""
+    eta: float = 0.5
+    """MIRA's server step size η; the server step uses η·λ."""
+    neighbours: str = "all"
+    """Which θ_l enter MIRA's step: 'all' (newest copy of every neighbour) or 'sampled' (FedU)."""
+
+
+@dataclass
+class GraphConfig:
+    kind: str = "uniform"
+    """'uniform' (complete graph), 'ground_truth' (the data's task families) or 'file'."""
+    path: str = ""
+    """CSV or JSON K×K matrix, for kind = 'file'."""
+    normalize: bool = True
+    """Divide the weights by the largest weighted degree, so η·λ ≤ 1 is always stable."""
+    force: bool = False
+    """Allow η·λ·(max weighted degree) > 1 (the server step may diverge)."""
+
+
+@dataclass
+class EvalConfig:
+    eval_every: int = 4
+    batch_size: int = 16
+    global_loss: bool = True
+    """Also evaluate each client's model on every other client's test set."""
+
+
+@dataclass
+class Config:
+    name: str = "default"
+    out_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"
+    """'auto' (CUDA if present), 'cpu' or 'cuda'."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+CHOICES = {
+    "model.prompt_format": {"chat", "plain"},
+    "train.optimizer": {"adamw", "sgd"},
+    "federation.algorithm": {"mira", "fedit", "local"},
+    "federation.neighbours": {"all", "sampled"},
+    "graph.kind": {"uniform", "ground_truth", "file"},
+    "device": {"auto", "cpu", "cuda"},
+}
+POSITIVE = {"model.lora_r", "model.max_length", "train.local_steps", "train.batch_size",
+            "train.lr", "federation.rounds", "eval.eval_every", "eval.batch_size",
+            "data.train_per_client", "data.test_per_client"}
+NON_NEGATIVE = {"model.lora_dropout", "train.weight_decay", "train.grad_clip",
+                "federation.sample_count", "federation.lam", "federation.eta", "seed"}
+
+
+def _field_types(cls) -> dict[str, typing.Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(key: str, value, typ):
+    """Check `value` against the annotated type; ints are accepted for floats."""
+    if typing.get_origin(typ) is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+        return list(value)
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is bool and not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {typ.__name__}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def from_dict(data: dict, source: str = "config") -> Config:
+    """Build a Config from nested dicts (as read from TOML) over the defaults, and validate it."""
+    cfg = Config()
+    top_types = _field_types(Config)
+    for key, value in data.items():
+        if key not in top_types:
+            raise ConfigError(f"{source}: unknown key '{key}'; valid keys: {', '.join(top_types)}")
+        typ = top_types[key]
+        if dataclasses.is_dataclass(typ):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{key}' must be a table ([{key}])")
+            section = getattr(cfg, key)
+            types = _field_types(typ)
+            for sub, val in value.items():
+                if sub not in types:
+                    raise ConfigError(f"{source}: unknown key '{key}.{sub}'; valid keys in [{key}]: "
+                                      f"{', '.join(types)}")
+                setattr(section, sub, _coerce(f"{key}.{sub}", val, types[sub]))
+        else:
+            setattr(cfg, key, _coerce(key, value, typ))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Raise ConfigError on out-of-range or inconsistent values."""
+    def get(key):
+        obj = cfg
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        return obj
+    for key, allowed in CHOICES.items():
+        if get(key) not in allowed:
+            raise ConfigError(f"{key}: expected one of {sorted(allowed)}, got {get(key)!r}")
+    for key in POSITIVE:
+        if not get(key) > 0:
+            raise ConfigError(f"{key}: must be > 0, got {get(key)!r}")
+    for key in NON_NEGATIVE:
+        if not get(key) >= 0:
+            raise ConfigError(f"{key}: must be >= 0, got {get(key)!r}")
+    if not 0 < cfg.federation.sample_fraction <= 1:
+        raise ConfigError(f"federation.sample_fraction: must be in (0, 1], got {cfg.federation.sample_fraction}")
+    if not 0 <= cfg.model.lora_dropout < 1:
+        raise ConfigError(f"model.lora_dropout: must be in [0, 1), got {cfg.model.lora_dropout}")
+    if cfg.graph.kind == "file" and not cfg.graph.path:
+        raise ConfigError("graph.path: required when graph.kind = 'file'")
+    if not cfg.name or "/" in cfg.name or cfg.name in {".", ".."}:
+        raise ConfigError(f"name: must be a plain directory name, got {cfg.name!r}")
+
+
+def parse_override(text: str) -> dict:
+    """Turn 'section.key=value' into a nested dict; the value is parsed as TOML, else a string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. train.lr=1e-3")
+    key, raw = (s.strip() for s in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    out: dict = {}
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Read a TOML config file (optional) and apply `key=value` overrides on top of the defaults."""
+    data: dict = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    for item in overrides:
+        data = _merge(data, parse_override(item))
+        source = f"{source} + --set"
+    return from_dict(data, source=source)
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    path.write_text(tomli_w.dumps(to_dict(cfg)))
+
+
+def describe_options() -> str:
+    """One line per option with its default and documentation, for `--help`."""
+    sections = [("", Config)] + [(f"{name}.", typ) for name, typ in _field_types(Config).items()
+                                  if dataclasses.is_dataclass(typ)]
+    lines = []
+    for prefix, cls in sections:
+        docs = _attribute_docs(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(_field_types(cls)[f.name]):
+                continue
+            key = prefix + f.name
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            choice = f" {{{', '.join(sorted(CHOICES[key]))}}}" if key in CHOICES else ""
+            doc = docs.get(f.name, "")
+            lines.append(f"  {key} = {default!r}{choice}" + (f"\n      {doc}" if doc else ""))
+    return "\n".join(lines)
+
+
+def _attribute_docs(cls) -> dict[str, str]:
+    """Docstrings written under dataclass fields (the attribute-docstring convention)."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body
+    docs = {}
+    for prev, node in zip(body, body[1:]):
+        if (isinstance(prev, ast.AnnAssign) and isinstance(node, ast.Expr)
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            docs[prev.target.id] = " ".join(node.value.value.split())
+    return docs

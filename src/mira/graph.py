@@ -1,0 +1,111 @@
+"""Task graphs: building, reading, validating, and the graph Laplacian used by MIRA's server step."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import torch
+
+
+class GraphError(ValueError):
+    """The task graph is invalid; the message names the source and the problem."""
+
+
+def uniform_graph(num_clients: int) -> torch.Tensor:
+    """Complete graph, weight 1 on every pair of distinct clients."""
+    return torch.ones(num_clients, num_clients) - torch.eye(num_clients)
+
+
+def family_graph(families: list[str]) -> torch.Tensor:
+    """Weight 1 between clients of the same family, 0 otherwise."""
+    same = torch.tensor([[a == b for b in families] for a in families], dtype=torch.float32)
+    return same - torch.eye(len(families))
+
+
+def read_graph(path: str | Path) -> torch.Tensor:
+    """Read a square weight matrix from CSV (one row per line) or JSON (list of lists)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise GraphError(f"{path}: cannot read graph file ({exc.strerror})") from None
+    if path.suffix.lower() == ".json":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise GraphError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from None
+        if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+            raise GraphError(f"{path}: expected a JSON list of rows (list of lists of numbers)")
+    else:
+        rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
+    matrix = []
+    for i, row in enumerate(rows, 1):
+        try:
+            matrix.append([float(v) for v in row])
+        except (TypeError, ValueError):
+            raise GraphError(f"{path}: row {i}: expected numbers, got {row!r}") from None
+    if any(len(r) != len(matrix) for r in matrix):
+        raise GraphError(f"{path}: matrix is not square ({len(matrix)} rows, row lengths "
+                         f"{sorted({len(r) for r in matrix})})")
+    return torch.tensor(matrix, dtype=torch.float32).reshape(len(matrix), len(matrix))
+
+
+def validate_graph(adjacency: torch.Tensor, num_clients: int, source: str = "graph") -> tuple[torch.Tensor, list[str]]:
+    """Check a task graph and return it (symmetrised if needed) with notes on what was changed.
+
+    Requires a square K×K matrix of finite, non-negative weights with a zero diagonal.
+    """
+    a = adjacency.float()
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise GraphError(f"{source}: expected a square matrix, got shape {tuple(a.shape)}")
+    if a.shape[0] != num_clients:
+        raise GraphError(f"{source}: graph is {a.shape[0]}×{a.shape[0]} but there are {num_clients} clients")
+    if not torch.isfinite(a).all():
+        i, j = (~torch.isfinite(a)).nonzero()[0].tolist()
+        raise GraphError(f"{source}: weight [{i}][{j}] is not finite ({a[i, j].item()})")
+    if (a < 0).any():
+        i, j = (a < 0).nonzero()[0].tolist()
+        raise GraphError(f"{source}: weight [{i}][{j}] = {a[i, j].item()} is negative; weights must be >= 0")
+    if (a.diagonal() != 0).any():
+        i = int((a.diagonal() != 0).nonzero()[0])
+        raise GraphError(f"{source}: diagonal weight [{i}][{i}] = {a[i, i].item()}; self-loops must be 0")
+    notes = []
+    if not torch.allclose(a, a.T):
+        a = (a + a.T) / 2
+        notes.append(f"{source}: matrix was not symmetric; using (A + Aᵀ)/2")
+    return a, notes
+
+
+def laplacian(adjacency: torch.Tensor) -> torch.Tensor:
+    """L = D − A, with D the diagonal matrix of weighted degrees."""
+    return torch.diag(adjacency.sum(dim=1)) - adjacency
+
+
+def max_degree(adjacency: torch.Tensor) -> float:
+    return float(adjacency.sum(dim=1).max()) if adjacency.numel() else 0.0
+
+
+def normalize_graph(adjacency: torch.Tensor) -> torch.Tensor:
+    """Scale all weights so that the largest weighted degree is 1 (the graph's shape is kept)."""
+    d = max_degree(adjacency)
+    return adjacency / d if d > 0 else adjacency
+
+
+def check_step(step: float, adjacency: torch.Tensor, force: bool = False) -> None:
+    """Refuse η·λ·(max weighted degree) > 1 unless forced.
+
+    Beyond that bound, θ_k − ηλ Σ a_kl (θ_k − θ_l) is no longer a convex combination of θ_k and its
+    neighbours: the step overshoots and repeated rounds can diverge.
+    """
+    bound = step * max_degree(adjacency)
+    if bound > 1 + 1e-9 and not force:
+        raise GraphError(
+            f"η·λ·(max weighted degree) = {step:g}·{max_degree(adjacency):g} = {bound:.3g} > 1: the MIRA "
+            "server step would no longer be a convex combination of a client's adapter and its "
+            "neighbours', and can diverge. Lower federation.eta or federation.lam, use "
+            "graph.normalize = true, or set graph.force = true to run anyway.")
+    if not math.isfinite(bound):
+        raise GraphError(f"η·λ = {step} is not finite")

@@ -1,0 +1,84 @@
+"""LoRA adapter state as flat tensors: one row per client on the server, swapped into one model.
+
+An adapter is flattened in the order of the model's trainable parameters (each LoRA A and B matrix,
+layer by layer). `AdapterLayout` remembers names and shapes, so a flat vector converts back to a
+PEFT-style state dict (keys without the adapter name, as `get_peft_model_state_dict` writes them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+
+@dataclass(frozen=True)
+class AdapterLayout:
+    """Names and shapes of the adapter tensors, in flattening order."""
+
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+
+    @property
+    def numel(self) -> int:
+        return sum(torch.Size(s).numel() for s in self.shapes)
+
+    def unflatten(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Split a flat vector into named tensors (views of `vector`)."""
+        if vector.ndim != 1 or vector.numel() != self.numel:
+            raise ValueError(f"adapter vector has shape {tuple(vector.shape)}, expected ({self.numel},)")
+        sizes = [torch.Size(s).numel() for s in self.shapes]
+        return {name: chunk.view(shape) for name, shape, chunk
+                in zip(self.names, self.shapes, torch.split(vector, sizes))}
+
+    def flatten(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Concatenate named tensors in layout order; keys and shapes must match exactly."""
+        missing = set(self.names) - set(state)
+        extra = set(state) - set(self.names)
+        if missing or extra:
+            raise ValueError(f"adapter keys do not match the model: missing {sorted(missing)[:3]}, "
+                             f"unexpected {sorted(extra)[:3]}")
+        for name, shape in zip(self.names, self.shapes):
+            if tuple(state[name].shape) != shape:
+                raise ValueError(f"adapter tensor {name} has shape {tuple(state[name].shape)}, expected {shape}")
+        return torch.cat([state[name].reshape(-1).float() for name in self.names])
+
+
+class AdapterSlot:
+    """The trainable LoRA parameters of one model, read and written as one flat vector."""
+
+    def __init__(self, model: torch.nn.Module, adapter_name: str = "default"):
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not named:
+            raise ValueError("the model has no trainable parameters; attach a LoRA adapter first")
+        self.params = [p for _, p in named]
+        self.layout = AdapterLayout(
+            names=tuple(n.replace(f".{adapter_name}.", ".") for n, _ in named),
+            shapes=tuple(tuple(p.shape) for _, p in named),
+        )
+
+    def get(self) -> torch.Tensor:
+        """A float32 CPU copy of the adapter currently in the model."""
+        return parameters_to_vector(self.params).detach().float().cpu().clone()
+
+    @torch.no_grad()
+    def set(self, vector: torch.Tensor) -> None:
+        """Load a flat adapter vector into the model's LoRA parameters."""
+        if vector.numel() != self.layout.numel:
+            raise ValueError(f"adapter has {vector.numel()} values, the model expects {self.layout.numel}")
+        device, dtype = self.params[0].device, self.params[0].dtype
+        vector_to_parameters(vector.to(device=device, dtype=dtype), self.params)
+
+
+def save_adapter(path: Path, vector: torch.Tensor, layout: AdapterLayout, metadata: dict[str, str] | None = None) -> None:
+    """Write one adapter as safetensors with PEFT key names."""
+    tensors = {k: v.contiguous().clone() for k, v in layout.unflatten(vector).items()}
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def load_adapter(path: Path, layout: AdapterLayout) -> torch.Tensor:
+    """Read an adapter written by `save_adapter`, checking keys and shapes against `layout`."""
+    return layout.flatten(load_file(str(path)))

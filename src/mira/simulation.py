@@ -1,0 +1,227 @@
+"""In-process federated simulation: one base model in memory, each client's adapter swapped in."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .algorithms import Algorithm, build_algorithm
+from .config import Config, save_config
+from .data import ClientData, load_clients
+from .data.encode import Encoded, batch_schedule, encode
+from .evaluate import global_losses, loss_matrix
+from .graph import check_step, family_graph, normalize_graph, read_graph, uniform_graph, validate_graph
+from .lora import AdapterSlot, save_adapter
+from .model import attach_lora, load_base_model
+from .train import train_local
+
+log = logging.getLogger(__name__)
+
+
+def sample_clients(num_clients: int, fraction: float, count: int, seed: int, round_: int) -> list[int]:
+    """The clients sampled in a round: `count` of them if > 0, else round(fraction·K), at least one;
+    a pure function of (seed, round)."""
+    n = count if count > 0 else max(1, round(fraction * num_clients))
+    n = min(n, num_clients)
+    return sorted(random.Random(f"sample-{seed}-{round_}").sample(range(num_clients), n))
+
+
+def client_seed(seed: int, client: int, round_: int) -> int:
+    """Seed for a client's local training in a round (dropout)."""
+    return random.Random(f"train-{seed}-{client}-{round_}").getrandbits(63)
+
+
+def build_graph(cfg: Config, clients: list[ClientData]) -> tuple[torch.Tensor, list[str]]:
+    """The task graph named by `cfg.graph`, validated (and normalised if asked)."""
+    k = len(clients)
+    if cfg.graph.kind == "uniform":
+        adjacency, source = uniform_graph(k), "uniform graph"
+    elif cfg.graph.kind == "ground_truth":
+        adjacency, source = family_graph([c.family for c in clients]), "ground-truth family graph"
+    else:
+        adjacency, source = read_graph(cfg.graph.path), cfg.graph.path
+    adjacency, notes = validate_graph(adjacency, k, source)
+    if cfg.graph.normalize:
+        adjacency = normalize_graph(adjacency)
+    if cfg.federation.algorithm == "mira":
+        check_step(cfg.federation.eta * cfg.federation.lam, adjacency, cfg.graph.force)
+    return adjacency, notes
+
+
+@dataclass
+class Federation:
+    """Everything a run needs, built once: the shared model, the clients' data, the server rule."""
+
+    cfg: Config
+    model: torch.nn.Module
+    tokenizer: object
+    slot: AdapterSlot
+    clients: list[ClientData]
+    train_sets: list[list[Encoded]]
+    test_sets: list[list[Encoded]]
+    adjacency: torch.Tensor
+    algorithm: Algorithm
+    initial_theta: torch.Tensor
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device = 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def build_federation(cfg: Config) -> Federation:
+    """Load the base model, attach LoRA, load and encode the clients' data, build graph and algorithm."""
+    clients = load_clients(cfg.data, cfg.seed)
+    adjacency, notes = build_graph(cfg, clients)
+    model, tokenizer = load_base_model(cfg.model)
+    model = attach_lora(model, cfg.model, cfg.seed).to(resolve_device(cfg.device))
+    slot = AdapterSlot(model)
+
+    def enc(examples):
+        return [encode(e, tokenizer, cfg.model.max_length, cfg.model.prompt_format) for e in examples]
+
+    return Federation(
+        cfg=cfg, model=model, tokenizer=tokenizer, slot=slot, clients=clients,
+        train_sets=[enc(c.train) for c in clients], test_sets=[enc(c.test) for c in clients],
+        adjacency=adjacency, algorithm=build_algorithm(cfg.federation, adjacency),
+        initial_theta=slot.get(), notes=notes)
+
+
+class MetricsWriter:
+    """Per-round metrics to metrics.jsonl (one record per round) and metrics.csv (one row per client)."""
+
+    COLUMNS = ["round", "client", "family", "sampled", "train_loss", "local_loss", "global_loss"]
+
+    def __init__(self, run_dir: Path, clients: list[ClientData]):
+        self.jsonl = run_dir / "metrics.jsonl"
+        self.csv = run_dir / "metrics.csv"
+        self.clients = clients
+        self.jsonl.write_text("")
+        with self.csv.open("w", newline="") as f:
+            csv.writer(f).writerow(self.COLUMNS)
+
+    def write(self, record: dict) -> None:
+        with self.jsonl.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        with self.csv.open("a", newline="") as f:
+            writer = csv.writer(f)
+            for c in self.clients:
+                writer.writerow([record["round"], c.name, c.family, c.name in record["sampled"],
+                                 *(_fmt(record.get(key, {}).get(c.name))
+                                   for key in ("train_loss", "local_loss", "global_loss"))])
+
+
+def _fmt(value) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
+
+
+def evaluate(fed: Federation, thetas: torch.Tensor) -> dict:
+    """Local and global loss of every client's current adapter."""
+    cross = fed.cfg.eval.global_loss
+    matrix = loss_matrix(fed.model, fed.slot, thetas, fed.test_sets, fed.cfg.eval.batch_size,
+                         fed.pad_id, cross=cross)
+    names = [c.name for c in fed.clients]
+    local = matrix.diagonal().tolist()
+    out = {"local_loss": dict(zip(names, local)), "mean_local_loss": sum(local) / len(local)}
+    if cross:
+        glob = global_losses(matrix, fed.test_sets).tolist()
+        out |= {"global_loss": dict(zip(names, glob)), "mean_global_loss": sum(glob) / len(glob),
+                "loss_matrix": matrix.tolist()}
+    return out
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    thetas: torch.Tensor
+    history: list[dict]
+    clients: list[ClientData]
+
+
+def run(cfg: Config, overwrite: bool = False, progress: bool = True, fed: Federation | None = None) -> RunResult:
+    """Run a whole federated training job and write its metrics, config and adapters to cfg.run_dir."""
+    run_dir = cfg.run_dir
+    if (run_dir / "metrics.jsonl").exists() and not overwrite:
+        raise FileExistsError(f"{run_dir} already holds a run; choose another name or pass --overwrite")
+    fed = fed or build_federation(cfg)
+    for note in fed.notes:
+        log.warning(note)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.toml")
+    writer = MetricsWriter(run_dir, fed.clients)
+    names = [c.name for c in fed.clients]
+    num_clients, fcfg = len(fed.clients), cfg.federation
+    thetas = fed.initial_theta.expand(num_clients, -1).clone()
+    optimizer_states: dict[int, dict] = {}
+    adapter_bytes = thetas.shape[1] * 4
+
+    record = {"round": 0, "sampled": []} | evaluate(fed, thetas)
+    writer.write(record)
+    history = [record]
+    rounds = tqdm(range(1, fcfg.rounds + 1), desc=f"{fcfg.algorithm} rounds", disable=not progress)
+    for round_ in rounds:
+        start = time.perf_counter()
+        sampled = sample_clients(num_clients, fcfg.sample_fraction, fcfg.sample_count, cfg.seed, round_)
+        trained, sizes, train_loss = {}, {}, {}
+        steps = tqdm(total=len(sampled) * cfg.train.local_steps, leave=False, disable=not progress,
+                     desc=f"round {round_}")
+        for k in sampled:
+            steps.set_postfix(client=names[k])
+            batches = batch_schedule(len(fed.train_sets[k]), cfg.train.batch_size, cfg.train.local_steps,
+                                     cfg.seed, k, round_)
+            result = train_local(fed.model, fed.slot, thetas[k], fed.train_sets[k], batches, cfg.train,
+                                 fed.pad_id, client_seed(cfg.seed, k, round_), optimizer_states.get(k),
+                                 on_step=lambda loss: steps.update())
+            trained[k], sizes[k], train_loss[names[k]] = result.theta, result.num_examples, result.mean_loss
+            if result.optimizer_state is not None:
+                optimizer_states[k] = result.optimizer_state
+        steps.close()
+        thetas = fed.algorithm.aggregate(thetas, trained, sizes)
+        traffic = len(sampled) * adapter_bytes if fed.algorithm.communicates else 0
+        record = {"round": round_, "sampled": [names[k] for k in sampled], "train_loss": train_loss,
+                  "bytes_down": traffic, "bytes_up": traffic,
+                  "train_seconds": time.perf_counter() - start}
+        if round_ % cfg.eval.eval_every == 0 or round_ == fcfg.rounds:
+            record |= evaluate(fed, thetas)
+            rounds.set_postfix(local_loss=f"{record['mean_local_loss']:.3f}")
+        writer.write(record)
+        history.append(record)
+
+    adapters = run_dir / "adapters"
+    adapters.mkdir(exist_ok=True)
+    for k, name in enumerate(names):
+        save_adapter(adapters / f"{name}.safetensors", thetas[k], fed.slot.layout,
+                     {"client": name, "family": fed.clients[k].family})
+    return RunResult(run_dir, thetas, history, fed.clients)
+
+
+def summary_table(history: list[dict], clients: list[ClientData]) -> str:
+    """Per-client local loss at round 0 and at the end, and the final global loss, as text."""
+    first = history[0]
+    last = next(r for r in reversed(history) if "local_loss" in r)
+    has_global = "global_loss" in last
+    rows = [f"{'client':<16} {'family':<16} {'local@0':>8} {'local@' + str(last['round']):>9}"
+            + (f" {'global':>8}" if has_global else "")]
+    for c in clients:
+        row = f"{c.name:<16} {c.family:<16} {first['local_loss'][c.name]:>8.3f} {last['local_loss'][c.name]:>9.3f}"
+        rows.append(row + (f" {last['global_loss'][c.name]:>8.3f}" if has_global else ""))
+    mean = f"{'mean':<33} {first['mean_local_loss']:>8.3f} {last['mean_local_loss']:>9.3f}"
+    rows.append(mean + (f" {last['mean_global_loss']:>8.3f}" if has_global else ""))
+    return "\n".join(rows)
