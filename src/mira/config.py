@@ -36,7 +36,7 @@ class ModelConfig:
 class DataConfig:
     source: str = "synthetic"
     train_per_client: int = 48
-    test_per_client: int = 24
+    test_per_client: int = 16
 
 
 @dataclass
@@ -57,7 +57,7 @@ class TrainConfig:
 class FederationConfig:
     algorithm: str = "mira"
     """'mira', 'fedit' or 'local'."""
-    rounds: int = 8
+    rounds: int = 6
     sample_fraction: float = 0.34
     """Fraction of clients sampled per round (at least one); ignored if sample_count > 0."""
     sample_count: int = 0
@@ -83,7 +83,7 @@ class GraphConfig:
 
 @dataclass
 class EvalConfig:
-    eval_every: int = 4
+    eval_every: int = 3
     batch_size: int = 16
     global_loss: bool = True
     """Also evaluate each client's model on every other client's test set."""

@@ -16,11 +16,14 @@ def test_loss(model: torch.nn.Module, examples: list[Encoded], batch_size: int, 
     total, count = 0.0, 0
     for start in range(0, len(examples), batch_size):
         batch = {k: v.to(device) for k, v in collate(examples[start:start + batch_size], pad_id).items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        labels = batch["labels"][:, 1:]
-        total += F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(),
+        # Project onto the vocabulary only where a next token is scored (the responses).
+        positions = (batch["labels"][:, 1:] != IGNORE).any(dim=0).nonzero().squeeze(1)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       logits_to_keep=positions).logits
+        targets = batch["labels"][:, positions + 1]
+        total += F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
                                  ignore_index=IGNORE, reduction="sum").item()
-        count += int((labels != IGNORE).sum())
+        count += int((targets != IGNORE).sum())
     return total / max(count, 1)
 
 

@@ -6,6 +6,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -108,9 +109,11 @@ def tiny_model(seed: int = 0):
     backend.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>",
                                         eos_token="</s>", unk_token="<unk>")
+    # A wide initialisation lets the tied output layer move logits far enough to learn in a few steps.
     config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
+                         pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=True,
+                         initializer_range=0.2)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -121,7 +124,8 @@ def attach_lora(model, cfg: ModelConfig, seed: int) -> PeftModel:
     """Wrap `model` with a fresh LoRA adapter (PEFT); the initial A matrices depend only on `seed`."""
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
         torch.manual_seed(seed)
         try:
             return get_peft_model(model, lora)

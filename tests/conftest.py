@@ -1,0 +1,19 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from mira.config import load_config
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """A fast configuration on the tiny random model and a small synthetic suite."""
+    def make(*overrides):
+        return load_config(None, [
+            "model.name=tiny-random", f"out_dir='{tmp_path}'", "data.train_per_client=16",
+            "data.test_per_client=8", "train.local_steps=3", "train.batch_size=4", "train.lr=0.05",
+            "federation.rounds=2", "eval.eval_every=1", "device=cpu", *overrides])
+    return make

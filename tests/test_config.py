@@ -1,0 +1,41 @@
+import pytest
+
+from mira.config import ConfigError, load_config, parse_override
+
+
+def test_defaults_and_overrides(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('seed = 3\n[train]\nlr = 1\n[federation]\nalgorithm = "fedit"\n')
+    cfg = load_config(path, ["federation.rounds=5", "model.target_modules=['q_proj']", "name=x"])
+    assert (cfg.seed, cfg.train.lr, cfg.federation.algorithm) == (3, 1.0, "fedit")
+    assert cfg.federation.rounds == 5 and cfg.model.target_modules == ["q_proj"] and cfg.name == "x"
+    assert isinstance(cfg.train.lr, float)
+
+
+def test_override_parsing():
+    assert parse_override("a.b=1e-3") == {"a": {"b": 0.001}}
+    assert parse_override("name=hello") == {"name": "hello"}
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (["train.lrr=1"], "unknown key 'train.lrr'"),
+    (["bogus=1"], "unknown key 'bogus'"),
+    (["train.lr=-1"], "train.lr: must be > 0"),
+    (["train.local_steps=1.5"], "expected int"),
+    (["federation.algorithm=fedavg"], "expected one of"),
+    (["federation.sample_fraction=1.5"], r"in \(0, 1\]"),
+    (["graph.kind=file"], "graph.path: required"),
+    (["train.lr"], "expected key=value"),
+    (["name='a/b'"], "plain directory name"),
+])
+def test_bad_values_are_refused(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, overrides)
+
+
+def test_bad_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "none.toml")
+    (tmp_path / "bad.toml").write_text("[train\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(tmp_path / "bad.toml")
