@@ -39,3 +39,9 @@ def test_bad_file(tmp_path):
     (tmp_path / "bad.toml").write_text("[train\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_config(tmp_path / "bad.toml")
+
+
+def test_shipped_example_config_loads():
+    from pathlib import Path
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "example.toml")
+    assert cfg.graph.kind == "ground_truth" and cfg.federation.algorithm == "mira"

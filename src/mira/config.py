@@ -23,9 +23,13 @@ class ModelConfig:
     """Base model: 'smollm2-135m-instruct' (embedded), 'tiny-random' (tests), a hub id, a local
     directory, or a path to a .gguf file."""
     lora_r: int = 8
+    """LoRA rank r."""
     lora_alpha: float = 16.0
+    """LoRA scaling α (the update is scaled by α/r)."""
     lora_dropout: float = 0.0
+    """Dropout on the LoRA input, in [0, 1)."""
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    """Names of the linear layers that get LoRA adapters."""
     prompt_format: str = "chat"
     """'chat' (the tokenizer's chat template) or 'plain' (an instruction/response template)."""
     max_length: int = 128
@@ -35,18 +39,25 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     source: str = "synthetic"
+    """'synthetic': the embedded 9-task suite (3 families), one client per task."""
     train_per_client: int = 48
+    """Training examples per client (federated clients are data-poor)."""
     test_per_client: int = 16
+    """Held-out test examples per client."""
 
 
 @dataclass
 class TrainConfig:
     local_steps: int = 10
+    """R: optimiser steps per sampled client per round (steps, not epochs)."""
     batch_size: int = 8
+    """Examples per local step."""
     lr: float = 2e-3
+    """Local learning rate."""
     optimizer: str = "adamw"
     """'adamw' or 'sgd' (paper-exact)."""
     weight_decay: float = 0.0
+    """Decoupled weight decay (adamw) or L2 penalty (sgd)."""
     grad_clip: float = 1.0
     """Max global gradient norm per step; 0 disables clipping."""
     persistent_optimizer: bool = False
@@ -58,9 +69,11 @@ class FederationConfig:
     algorithm: str = "mira"
     """'mira', 'fedit' or 'local'."""
     rounds: int = 6
+    """Communication rounds."""
     sample_fraction: float = 0.34
     """Fraction of clients sampled per round (at least one); ignored if sample_count > 0."""
     sample_count: int = 0
+    """Clients sampled per round; 0 = use sample_fraction."""
     lam: float = 1.0
     """MIRA's λ: strength of the task-graph regulariser (0 = local training)."""
     eta: float = 0.5
@@ -85,6 +98,7 @@ class GraphConfig:
 class EvalConfig:
     eval_every: int = 3
     batch_size: int = 16
+    """Examples per evaluation forward pass."""
     global_loss: bool = True
     """Also evaluate each client's model on every other client's test set."""
 
@@ -92,8 +106,11 @@ class EvalConfig:
 @dataclass
 class Config:
     name: str = "default"
+    """Run name; results go to <out_dir>/<name>/."""
     out_dir: str = "runs"
+    """Directory holding the runs."""
     seed: int = 0
+    """Seed for data, LoRA initialisation, client sampling, batches and dropout."""
     device: str = "auto"
     """'auto' (CUDA if present), 'cpu' or 'cuda'."""
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -147,6 +147,34 @@ def evaluate(fed: Federation, thetas: torch.Tensor) -> dict:
     return out
 
 
+def train_round(fed: Federation, thetas: torch.Tensor, round_: int, optimizer_states: dict[int, dict],
+                progress: bool = False) -> tuple[torch.Tensor, dict]:
+    """One federated round: sample clients, train each locally from its row of `thetas`, apply the
+    server rule. Returns the new state and the round's record (without evaluation)."""
+    cfg, names = fed.cfg, [c.name for c in fed.clients]
+    start = time.perf_counter()
+    sampled = sample_clients(len(names), cfg.federation.sample_fraction, cfg.federation.sample_count,
+                             cfg.seed, round_)
+    trained, sizes, train_loss = {}, {}, {}
+    steps = tqdm(total=len(sampled) * cfg.train.local_steps, leave=False, disable=not progress,
+                 desc=f"round {round_}")
+    for k in sampled:
+        steps.set_postfix(client=names[k])
+        batches = batch_schedule(len(fed.train_sets[k]), cfg.train.batch_size, cfg.train.local_steps,
+                                 cfg.seed, k, round_)
+        result = train_local(fed.model, fed.slot, thetas[k], fed.train_sets[k], batches, cfg.train,
+                             fed.pad_id, client_seed(cfg.seed, k, round_), optimizer_states.get(k),
+                             on_step=lambda loss: steps.update())
+        trained[k], sizes[k], train_loss[names[k]] = result.theta, result.num_examples, result.mean_loss
+        if result.optimizer_state is not None:
+            optimizer_states[k] = result.optimizer_state
+    steps.close()
+    thetas = fed.algorithm.aggregate(thetas, trained, sizes)
+    traffic = len(sampled) * thetas.shape[1] * 4 if fed.algorithm.communicates else 0
+    return thetas, {"round": round_, "sampled": [names[k] for k in sampled], "train_loss": train_loss,
+                    "bytes_down": traffic, "bytes_up": traffic, "train_seconds": time.perf_counter() - start}
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -167,37 +195,16 @@ def run(cfg: Config, overwrite: bool = False, progress: bool = True, fed: Federa
     save_config(cfg, run_dir / "config.toml")
     writer = MetricsWriter(run_dir, fed.clients)
     names = [c.name for c in fed.clients]
-    num_clients, fcfg = len(fed.clients), cfg.federation
-    thetas = fed.initial_theta.expand(num_clients, -1).clone()
+    fcfg = cfg.federation
+    thetas = fed.initial_theta.expand(len(names), -1).clone()
     optimizer_states: dict[int, dict] = {}
-    adapter_bytes = thetas.shape[1] * 4
 
     record = {"round": 0, "sampled": []} | evaluate(fed, thetas)
     writer.write(record)
     history = [record]
     rounds = tqdm(range(1, fcfg.rounds + 1), desc=f"{fcfg.algorithm} rounds", disable=not progress)
     for round_ in rounds:
-        start = time.perf_counter()
-        sampled = sample_clients(num_clients, fcfg.sample_fraction, fcfg.sample_count, cfg.seed, round_)
-        trained, sizes, train_loss = {}, {}, {}
-        steps = tqdm(total=len(sampled) * cfg.train.local_steps, leave=False, disable=not progress,
-                     desc=f"round {round_}")
-        for k in sampled:
-            steps.set_postfix(client=names[k])
-            batches = batch_schedule(len(fed.train_sets[k]), cfg.train.batch_size, cfg.train.local_steps,
-                                     cfg.seed, k, round_)
-            result = train_local(fed.model, fed.slot, thetas[k], fed.train_sets[k], batches, cfg.train,
-                                 fed.pad_id, client_seed(cfg.seed, k, round_), optimizer_states.get(k),
-                                 on_step=lambda loss: steps.update())
-            trained[k], sizes[k], train_loss[names[k]] = result.theta, result.num_examples, result.mean_loss
-            if result.optimizer_state is not None:
-                optimizer_states[k] = result.optimizer_state
-        steps.close()
-        thetas = fed.algorithm.aggregate(thetas, trained, sizes)
-        traffic = len(sampled) * adapter_bytes if fed.algorithm.communicates else 0
-        record = {"round": round_, "sampled": [names[k] for k in sampled], "train_loss": train_loss,
-                  "bytes_down": traffic, "bytes_up": traffic,
-                  "train_seconds": time.perf_counter() - start}
+        thetas, record = train_round(fed, thetas, round_, optimizer_states, progress)
         if round_ % cfg.eval.eval_every == 0 or round_ == fcfg.rounds:
             record |= evaluate(fed, thetas)
             rounds.set_postfix(local_loss=f"{record['mean_local_loss']:.3f}")
