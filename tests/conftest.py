@@ -15,5 +15,6 @@ def tiny_config(tmp_path):
         return load_config(None, [
             "model.name=tiny-random", f"out_dir='{tmp_path}'", "data.train_per_client=16",
             "data.test_per_client=8", "train.local_steps=3", "train.batch_size=4", "train.lr=0.05",
-            "federation.rounds=2", "eval.eval_every=1", "device=cpu", *overrides])
+            "federation.rounds=2", "eval.eval_every=1", "eval.generate_per_client=2", "eval.max_new_tokens=4",
+            "device=cpu", *overrides])
     return make

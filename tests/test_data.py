@@ -1,13 +1,14 @@
 from mira.data import Example
 from mira.data.encode import IGNORE, batch_schedule, collate, encode
-from mira.data.synthetic import synthetic_suite
+from mira.config import DataConfig
+from mira.data import load_clients
 from mira.model import tiny_model
 
 
 def test_synthetic_suite_shape_and_determinism():
-    a = synthetic_suite(20, 10, seed=0)
-    b = synthetic_suite(20, 10, seed=0)
-    c = synthetic_suite(20, 10, seed=1)
+    a = load_clients(DataConfig(train_per_client=20, test_per_client=10), seed=0)
+    b = load_clients(DataConfig(train_per_client=20, test_per_client=10), seed=0)
+    c = load_clients(DataConfig(train_per_client=20, test_per_client=10), seed=1)
     assert len(a) >= 8 and len({x.family for x in a}) >= 3
     assert [x.train for x in a] == [x.train for x in b]
     assert [x.train for x in a] != [x.train for x in c]
@@ -17,7 +18,7 @@ def test_synthetic_suite_shape_and_determinism():
 
 
 def test_synthetic_answers_are_correct():
-    clients = {c.name: c for c in synthetic_suite(5, 5, seed=0)}
+    clients = {c.name: c for c in load_clients(DataConfig(train_per_client=5, test_per_client=5), seed=0)}
     ex = clients["add"].train[0]
     a, b = (int(x) for x in ex.prompt.split("Numbers: ")[1].split(" and "))
     assert int(ex.response) == a + b

@@ -1,5 +1,6 @@
 import json
 import tomllib
+from pathlib import Path
 
 import torch
 
@@ -74,3 +75,18 @@ def test_cli_run_and_errors(tmp_path, capsys):
 def test_config_command_prints_toml(capsys):
     assert main(["config", "--set", "federation.lam=0.3"]) == 0
     assert tomllib.loads(capsys.readouterr().out)["federation"]["lam"] == 0.3
+
+
+def test_cli_on_natural_instructions_fixtures_reports_rouge(tmp_path, capsys):
+    fixtures = Path(__file__).parent / "fixtures"
+    args = ["run", "--no-progress", "--set", "model.name=tiny-random", "--set", f"out_dir='{tmp_path}'",
+            "--set", "data.source=natural_instructions", "--set", f"data.path='{fixtures / 'ni'}'",
+            "--set", "data.train_per_client=6", "--set", "data.test_per_client=3", "--set", "graph.kind=ground_truth",
+            "--set", "federation.rounds=1", "--set", "train.local_steps=1", "--set", "eval.max_new_tokens=4",
+            "--set", "model.max_length=256"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "rougeL@0" in out and "rougeL@1" in out and "EM@1" in out and "task002_currency" in out
+    last = json.loads((tmp_path / "default" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert set(last["rouge_l"]) == {"task001_capital", "task002_currency", "task003_sentiment"}
+    assert all(0.0 <= v <= 1.0 for v in last["rouge_l"].values())

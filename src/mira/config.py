@@ -39,7 +39,30 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     source: str = "synthetic"
-    """'synthetic': the embedded 9-task suite (3 families), one client per task."""
+    """'synthetic' (embedded 9-task suite, 3 families), 'natural_instructions' (a directory of task
+    files), 'dolly' (Dolly-15k JSONL, or its Hub id) or 'records' (generic JSONL/CSV/Hub dataset)."""
+    path: str = ""
+    """File, directory or Hugging Face dataset id to read (dolly: defaults to databricks/databricks-dolly-15k)."""
+    tasks: list[str] = field(default_factory=list)
+    """Keep only these tasks (NI task names, Dolly categories, values of task_field); empty = all."""
+    families: str = ""
+    """JSON file mapping task name to family (NI; default family = the task's source dataset)."""
+    partition: str = "task"
+    """'task' (one client per task), 'split' (clients_per_task clients per task), 'dirichlet'
+    (num_clients clients, task mix ~ Dirichlet(alpha)) or 'iid' (num_clients clients)."""
+    clients_per_task: int = 1
+    num_clients: int = 0
+    """Number of clients for 'dirichlet' and 'iid'."""
+    alpha: float = 0.5
+    """Dirichlet concentration: small = each client holds few tasks."""
+    num_positive_examples: int = 0
+    """NI: worked examples from 'Positive Examples' put in every prompt."""
+    prompt_field: str = "instruction"
+    response_field: str = "response"
+    context_field: str = ""
+    """records: optional column appended to the prompt as context."""
+    task_field: str = ""
+    """records: column naming each record's task (empty: the whole file is one task)."""
     train_per_client: int = 48
     """Training examples per client (federated clients are data-poor)."""
     test_per_client: int = 16
@@ -101,6 +124,11 @@ class EvalConfig:
     """Examples per evaluation forward pass."""
     global_loss: bool = True
     """Also evaluate each client's model on every other client's test set."""
+    generate_per_client: int = 8
+    """Test examples per client answered greedily for ROUGE-L and exact match, at round 0 and at
+    the end (0 = off)."""
+    max_new_tokens: int = 32
+    """Longest generated answer, in tokens."""
 
 
 @dataclass
@@ -131,13 +159,17 @@ CHOICES = {
     "federation.algorithm": {"mira", "fedit", "local"},
     "federation.neighbours": {"all", "sampled"},
     "graph.kind": {"uniform", "ground_truth", "file"},
+    "data.source": {"synthetic", "natural_instructions", "dolly", "records"},
+    "data.partition": {"task", "split", "dirichlet", "iid"},
     "device": {"auto", "cpu", "cuda"},
 }
 POSITIVE = {"model.lora_r", "model.max_length", "train.local_steps", "train.batch_size",
             "train.lr", "federation.rounds", "eval.eval_every", "eval.batch_size",
-            "data.train_per_client", "data.test_per_client"}
+            "data.train_per_client", "data.test_per_client", "data.clients_per_task", "data.alpha",
+            "eval.max_new_tokens"}
 NON_NEGATIVE = {"model.lora_dropout", "train.weight_decay", "train.grad_clip",
-                "federation.sample_count", "federation.lam", "federation.eta", "seed"}
+                "federation.sample_count", "federation.lam", "federation.eta", "seed",
+                "data.num_clients", "data.num_positive_examples", "eval.generate_per_client"}
 
 
 def _field_types(cls) -> dict[str, typing.Any]:
@@ -203,6 +235,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"federation.sample_fraction: must be in (0, 1], got {cfg.federation.sample_fraction}")
     if not 0 <= cfg.model.lora_dropout < 1:
         raise ConfigError(f"model.lora_dropout: must be in [0, 1), got {cfg.model.lora_dropout}")
+    if cfg.data.source in ("natural_instructions", "records") and not cfg.data.path:
+        raise ConfigError(f"data.path: required when data.source = '{cfg.data.source}'")
+    if cfg.data.partition in ("dirichlet", "iid") and cfg.data.num_clients < 1:
+        raise ConfigError(f"data.num_clients: required (>= 1) when data.partition = '{cfg.data.partition}'")
     if cfg.graph.kind == "file" and not cfg.graph.path:
         raise ConfigError("graph.path: required when graph.kind = 'file'")
     if not cfg.name or "/" in cfg.name or cfg.name in {".", ".."}:

@@ -17,8 +17,10 @@ from tqdm.auto import tqdm
 from .algorithms import Algorithm, build_algorithm
 from .config import Config, save_config
 from .data import ClientData, load_clients
+from .data.partition import summary as partition_summary
 from .data.encode import Encoded, batch_schedule, encode
 from .evaluate import global_losses, loss_matrix
+from .generation import generation_scores
 from .graph import check_step, family_graph, normalize_graph, read_graph, uniform_graph, validate_graph
 from .lora import AdapterSlot, save_adapter
 from .model import attach_lora, load_base_model
@@ -107,7 +109,8 @@ def build_federation(cfg: Config) -> Federation:
 class MetricsWriter:
     """Per-round metrics to metrics.jsonl (one record per round) and metrics.csv (one row per client)."""
 
-    COLUMNS = ["round", "client", "family", "sampled", "train_loss", "local_loss", "global_loss"]
+    METRICS = ("train_loss", "local_loss", "global_loss", "rouge_l", "exact_match")
+    COLUMNS = ["round", "client", "family", "sampled", *METRICS]
 
     def __init__(self, run_dir: Path, clients: list[ClientData]):
         self.jsonl = run_dir / "metrics.jsonl"
@@ -125,26 +128,42 @@ class MetricsWriter:
             for c in self.clients:
                 writer.writerow([record["round"], c.name, c.family, c.name in record["sampled"],
                                  *(_fmt(record.get(key, {}).get(c.name))
-                                   for key in ("train_loss", "local_loss", "global_loss"))])
+                                   for key in self.METRICS)])
 
 
 def _fmt(value) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
 
 
-def evaluate(fed: Federation, thetas: torch.Tensor) -> dict:
-    """Local and global loss of every client's current adapter."""
-    cross = fed.cfg.eval.global_loss
-    matrix = loss_matrix(fed.model, fed.slot, thetas, fed.test_sets, fed.cfg.eval.batch_size,
-                         fed.pad_id, cross=cross)
+def evaluate(fed: Federation, thetas: torch.Tensor, generate: bool = False) -> dict:
+    """Local and global loss of every client's current adapter; with `generate`, also ROUGE-L and
+    exact match of greedy answers on the first `eval.generate_per_client` test examples."""
+    ecfg = fed.cfg.eval
+    matrix = loss_matrix(fed.model, fed.slot, thetas, fed.test_sets, ecfg.batch_size, fed.pad_id,
+                         cross=ecfg.global_loss)
     names = [c.name for c in fed.clients]
     local = matrix.diagonal().tolist()
-    out = {"local_loss": dict(zip(names, local)), "mean_local_loss": sum(local) / len(local)}
-    if cross:
+    out = {"local_loss": dict(zip(names, local)), "mean_local_loss": _mean(local)}
+    if ecfg.global_loss:
         glob = global_losses(matrix, fed.test_sets).tolist()
-        out |= {"global_loss": dict(zip(names, glob)), "mean_global_loss": sum(glob) / len(glob),
+        out |= {"global_loss": dict(zip(names, glob)), "mean_global_loss": _mean(glob),
                 "loss_matrix": matrix.tolist()}
+    if generate and ecfg.generate_per_client > 0:
+        n = ecfg.generate_per_client
+        scores = {}
+        for k, client in enumerate(fed.clients):
+            fed.slot.set(thetas[k])
+            scores[client.name] = generation_scores(fed.model, fed.tokenizer, client.test[:n],
+                                                    fed.test_sets[k][:n], ecfg.max_new_tokens, ecfg.batch_size)
+        for metric in ("rouge_l", "exact_match"):
+            values = {name: s[metric] for name, s in scores.items()}
+            out |= {metric: values, f"mean_{metric}": _mean(values.values())}
     return out
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
 
 
 def train_round(fed: Federation, thetas: torch.Tensor, round_: int, optimizer_states: dict[int, dict],
@@ -191,6 +210,7 @@ def run(cfg: Config, overwrite: bool = False, progress: bool = True, fed: Federa
     fed = fed or build_federation(cfg)
     for note in fed.notes:
         log.warning(note)
+    log.info("%d clients:\n%s", len(fed.clients), partition_summary(fed.clients))
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.toml")
     writer = MetricsWriter(run_dir, fed.clients)
@@ -199,14 +219,14 @@ def run(cfg: Config, overwrite: bool = False, progress: bool = True, fed: Federa
     thetas = fed.initial_theta.expand(len(names), -1).clone()
     optimizer_states: dict[int, dict] = {}
 
-    record = {"round": 0, "sampled": []} | evaluate(fed, thetas)
+    record = {"round": 0, "sampled": []} | evaluate(fed, thetas, generate=True)
     writer.write(record)
     history = [record]
     rounds = tqdm(range(1, fcfg.rounds + 1), desc=f"{fcfg.algorithm} rounds", disable=not progress)
     for round_ in rounds:
         thetas, record = train_round(fed, thetas, round_, optimizer_states, progress)
         if round_ % cfg.eval.eval_every == 0 or round_ == fcfg.rounds:
-            record |= evaluate(fed, thetas)
+            record |= evaluate(fed, thetas, generate=round_ == fcfg.rounds)
             rounds.set_postfix(local_loss=f"{record['mean_local_loss']:.3f}")
         writer.write(record)
         history.append(record)
@@ -220,15 +240,20 @@ def run(cfg: Config, overwrite: bool = False, progress: bool = True, fed: Federa
 
 
 def summary_table(history: list[dict], clients: list[ClientData]) -> str:
-    """Per-client local loss at round 0 and at the end, and the final global loss, as text."""
+    """Per-client local loss (and ROUGE-L, exact match) at round 0 and at the end, final global loss."""
     first = history[0]
     last = next(r for r in reversed(history) if "local_loss" in r)
-    has_global = "global_loss" in last
-    rows = [f"{'client':<16} {'family':<16} {'local@0':>8} {'local@' + str(last['round']):>9}"
-            + (f" {'global':>8}" if has_global else "")]
+    t = last["round"]
+    columns = [(f"local@{r['round']}", r, "local_loss") for r in (first, last)]
+    columns += [("global", last, "global_loss")]
+    columns += [(f"rougeL@{r['round']}", r, "rouge_l") for r in (first, last)]
+    columns += [(f"EM@{t}", last, "exact_match")]
+    columns = [c for c in columns if c[2] in c[1]]
+    width = max(6, *(len(c.name) for c in clients))
+    fam = max(6, *(len(c.family[:24]) for c in clients))
+    rows = [f"{'client':<{width}} {'family':<{fam}} " + " ".join(f"{h:>9}" for h, _, _ in columns)]
     for c in clients:
-        row = f"{c.name:<16} {c.family:<16} {first['local_loss'][c.name]:>8.3f} {last['local_loss'][c.name]:>9.3f}"
-        rows.append(row + (f" {last['global_loss'][c.name]:>8.3f}" if has_global else ""))
-    mean = f"{'mean':<33} {first['mean_local_loss']:>8.3f} {last['mean_local_loss']:>9.3f}"
-    rows.append(mean + (f" {last['mean_global_loss']:>8.3f}" if has_global else ""))
+        rows.append(f"{c.name:<{width}} {c.family[:24]:<{fam}} "
+                    + " ".join(f"{r[key][c.name]:>9.3f}" for _, r, key in columns))
+    rows.append(f"{'mean':<{width + fam + 1}} " + " ".join(f"{r['mean_' + key]:>9.3f}" for _, r, key in columns))
     return "\n".join(rows)

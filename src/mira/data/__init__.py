@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import DataConfig
 
@@ -11,6 +11,19 @@ from ..config import DataConfig
 class Example:
     prompt: str
     response: str
+    references: tuple[str, ...] = ()
+    """Every acceptable answer, for generation metrics (the response is the training target)."""
+
+
+class DataError(ValueError):
+    """Input data is malformed; the message names file, line or instance, field and expectation."""
+
+
+@dataclass
+class Task:
+    name: str
+    family: str
+    examples: list[Example]
 
 
 @dataclass
@@ -19,11 +32,55 @@ class ClientData:
     family: str
     train: list[Example]
     test: list[Example]
+    task_counts: dict[str, int] = field(default_factory=dict)
+    """Training examples per source task."""
+
+
+def load_tasks(cfg: DataConfig, seed: int) -> list[Task]:
+    """The tasks named by `cfg.source` (before partitioning), filtered to `cfg.tasks` if given."""
+    from .loaders import DOLLY_HUB_ID, load_dolly, load_natural_instructions, load_records
+
+    if cfg.source == "synthetic":
+        from .synthetic import synthetic_tasks
+        per_task = (cfg.train_per_client + cfg.test_per_client) * max(1, cfg.clients_per_task,
+                                                                      -(-cfg.num_clients // 9))
+        tasks = synthetic_tasks(per_task, seed)
+    elif cfg.source == "natural_instructions":
+        tasks = load_natural_instructions(cfg.path, cfg.num_positive_examples, _read_families(cfg.families))
+    elif cfg.source == "dolly":
+        tasks = load_dolly(cfg.path or DOLLY_HUB_ID)
+    else:
+        tasks = load_records(cfg.path, cfg.prompt_field, cfg.response_field, cfg.task_field, cfg.context_field)
+    if cfg.tasks:
+        available = {t.name for t in tasks}
+        unknown = [t for t in cfg.tasks if t not in available]
+        if unknown:
+            raise DataError(f"data.tasks: unknown task(s) {', '.join(unknown)}; available: "
+                            f"{', '.join(sorted(available))}")
+        tasks = [t for t in tasks if t.name in set(cfg.tasks)]
+    return tasks
+
+
+def _read_families(path: str) -> dict[str, str] | None:
+    """A JSON object mapping task name to family name, or None when no file is given."""
+    import json
+    from pathlib import Path
+
+    if not path:
+        return None
+    try:
+        mapping = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"data.families: cannot read {path} ({exc})") from None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise DataError(f"data.families: {path} must be a JSON object mapping task name to family name")
+    return mapping
 
 
 def load_clients(cfg: DataConfig, seed: int) -> list[ClientData]:
-    """The clients named by `cfg.source`, each with its train/test split."""
-    if cfg.source == "synthetic":
-        from .synthetic import synthetic_suite
-        return synthetic_suite(cfg.train_per_client, cfg.test_per_client, seed)
-    raise ValueError(f"data.source: unknown source {cfg.source!r}; available: 'synthetic'")
+    """The federated clients: tasks from `cfg.source`, partitioned by `cfg.partition`, each split
+    into train and test with `seed`."""
+    from .partition import partition
+
+    return partition(load_tasks(cfg, seed), cfg.partition, cfg.train_per_client, cfg.test_per_client, seed,
+                     cfg.clients_per_task, cfg.num_clients, cfg.alpha)

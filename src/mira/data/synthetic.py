@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-from . import ClientData, Example
+from . import Example, Task
 
 WORDS = ("apple river stone cloud tiger lamp violin garden mirror candle rocket forest pepper "
          "window castle ocean pencil rabbit silver thunder basket dragon meadow planet").split()
@@ -88,20 +88,18 @@ TASKS: dict[str, tuple[str, Callable[[random.Random], tuple[str, str]]]] = {
 }
 
 
-def synthetic_suite(train_per_client: int, test_per_client: int, seed: int = 0) -> list[ClientData]:
-    """One client per task, each with distinct train and test examples, deterministic in `seed`."""
-    clients = []
+def synthetic_tasks(examples_per_task: int, seed: int = 0) -> list[Task]:
+    """Every task with `examples_per_task` distinct examples, deterministic in `seed`."""
+    tasks = []
     for index, (name, (family, make)) in enumerate(TASKS.items()):
         rng = random.Random(f"{seed}-{index}-{name}")
         seen: dict[str, str] = {}
-        need = train_per_client + test_per_client
-        for _ in range(50 * need):
+        for _ in range(50 * examples_per_task):
             prompt, response = make(rng)
             seen.setdefault(prompt, response)
-            if len(seen) == need:
+            if len(seen) == examples_per_task:
                 break
-        if len(seen) < need:
-            raise ValueError(f"synthetic task {name} has fewer than {need} distinct examples")
-        examples = [Example(p, r) for p, r in seen.items()]
-        clients.append(ClientData(name, family, examples[:train_per_client], examples[train_per_client:]))
-    return clients
+        if len(seen) < examples_per_task:
+            raise ValueError(f"synthetic task {name} has fewer than {examples_per_task} distinct examples")
+        tasks.append(Task(name, family, [Example(p, r, (r,)) for p, r in seen.items()]))
+    return tasks

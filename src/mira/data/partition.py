@@ -1,0 +1,106 @@
+"""Partitioners: turn tasks into federated clients, each with a seeded train/test split."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import numpy as np
+
+from . import ClientData, DataError, Example, Task
+
+
+def split_client(name: str, family: str, examples: list[Example], train_cap: int, test_cap: int,
+                 sources: list[str] | str = "") -> ClientData:
+    """Hold out up to `test_cap` examples for testing and keep up to `train_cap` for training.
+    `sources` names the task of each example (or of all), for the client's `task_counts`.
+
+    With fewer than train_cap + test_cap examples, both parts shrink in proportion; a client whose
+    train or test part would be empty is an error.
+    """
+    n = len(examples)
+    if n >= train_cap + test_cap:
+        n_test, n_train = test_cap, train_cap
+    else:
+        n_test = max(1, round(n * test_cap / (train_cap + test_cap)))
+        n_train = n - n_test
+    if n_train < 1 or n_test < 1:
+        raise DataError(f"client {name}: {n} example(s) cannot make a non-empty train and test split "
+                        f"(need at least 2; data.train_per_client={train_cap}, data.test_per_client={test_cap})")
+    sources = [sources] * n if isinstance(sources, str) else sources
+    return ClientData(name, family, examples[n_test:n_test + n_train], examples[:n_test],
+                      dict(Counter(sources[n_test:n_test + n_train])))
+
+
+def _shuffled(examples: list[Example], seed: int, tag: str) -> list[Example]:
+    out = list(examples)
+    random.Random(f"partition-{seed}-{tag}").shuffle(out)
+    return out
+
+
+def partition(tasks: list[Task], scheme: str, train_cap: int, test_cap: int, seed: int,
+              clients_per_task: int = 1, num_clients: int = 0, alpha: float = 0.5) -> list[ClientData]:
+    """Clients from tasks.
+
+    task: one client per task. split: `clients_per_task` clients per task, its data divided evenly.
+    dirichlet: `num_clients` clients; each task's examples spread over clients with proportions drawn
+    from Dirichlet(α) (small α: each client sees few tasks). iid: the pooled examples dealt evenly.
+    A mixed client's family is the task it holds most examples of.
+    """
+    if scheme == "task":
+        return [split_client(t.name, t.family, _shuffled(t.examples, seed, t.name), train_cap, test_cap, t.name)
+                for t in tasks]
+    if scheme == "split":
+        clients = []
+        for t in tasks:
+            shards = np.array_split(np.arange(len(t.examples)), clients_per_task)
+            shuffled = _shuffled(t.examples, seed, t.name)
+            clients += [split_client(f"{t.name}#{i}", t.family, [shuffled[j] for j in shard], train_cap, test_cap,
+                                     t.name)
+                        for i, shard in enumerate(shards)]
+        return clients
+    if scheme not in ("dirichlet", "iid"):
+        raise ValueError(f"data.partition: unknown scheme {scheme!r}")
+    if num_clients < 1:
+        raise DataError(f"data.partition = '{scheme}' needs data.num_clients >= 1")
+    owners: list[list[tuple[Example, str]]] = [[] for _ in range(num_clients)]
+    rng = np.random.default_rng(seed)
+    if scheme == "iid":
+        pool = [(e, t.name) for t in tasks for e in t.examples]
+        for i, j in enumerate(rng.permutation(len(pool))):
+            owners[i % num_clients].append(pool[j])
+    else:
+        for t in tasks:
+            shares = rng.dirichlet([alpha] * num_clients)
+            assignment = rng.choice(num_clients, size=len(t.examples), p=shares)
+            for e, owner in zip(_shuffled(t.examples, seed, t.name), assignment):
+                owners[owner].append((e, t.name))
+    family_of = {t.name: t.family for t in tasks}
+    clients = []
+    for i, held in enumerate(owners):
+        if len(held) < 2:
+            raise DataError(f"data.partition = '{scheme}': client{i:03d} received {len(held)} example(s); "
+                            "raise data.alpha or lower data.num_clients")
+        order = rng.permutation(len(held))
+        held = [held[j] for j in order]
+        main = Counter(name for _, name in held).most_common(1)
+        family = family_of[main[0][0]] if main else "none"
+        clients.append(split_client(f"client{i:03d}", family, [e for e, _ in held], train_cap, test_cap,
+                                    [name for _, name in held]))
+    return clients
+
+
+def summary(clients: list[ClientData]) -> str:
+    """A clients × tasks table of training-example counts, with each client's train and test size."""
+    names = sorted({t for c in clients for t in c.task_counts})
+    width = max(8, *(len(c.name) for c in clients))
+    head = f"{'client':<{width}} {'family':<14} {'train':>6} {'test':>5}"
+    if len(names) > 1:
+        head += "  " + " ".join(f"{n[:14]:>14}" for n in names)
+    lines = [head]
+    for c in clients:
+        line = f"{c.name:<{width}} {c.family[:14]:<14} {len(c.train):>6} {len(c.test):>5}"
+        if len(names) > 1:
+            line += "  " + " ".join(f"{c.task_counts.get(n, 0):>14}" for n in names)
+        lines.append(line)
+    return "\n".join(lines)

@@ -1,0 +1,45 @@
+"""Integration tests on the real data in ../shared/data (skipped where it is absent)."""
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mira.config import load_config
+from mira.data import load_clients, load_tasks
+from mira.data.loaders import load_dolly
+
+from .conftest import SHARED_DATA
+
+ROOT = Path(__file__).resolve().parents[1]
+NI = SHARED_DATA / "natural-instructions" / "tasks"
+DOLLY = SHARED_DATA / "dolly" / "databricks-dolly-15k.jsonl"
+
+
+@pytest.mark.skipif(not NI.is_dir(), reason=f"real Natural Instructions files not found at {NI}")
+def test_real_natural_instructions_one_client_per_task():
+    cfg = load_config(ROOT / "configs" / "natural_instructions.toml",
+                      [f"data.path='{NI}'", f"data.families='{ROOT / 'configs' / 'ni_families.json'}'"])
+    clients = load_clients(cfg.data, seed=0)
+    assert len(clients) == len(list(NI.glob("*.json"))) >= 8
+    assert len({c.family for c in clients}) == 6
+    for c in clients:
+        assert (len(c.train), len(c.test)) == (48, 16)
+        assert not {e.prompt for e in c.train} & {e.prompt for e in c.test}
+    capital = next(c for c in clients if c.name == "task1146_country_capital")
+    assert capital.family == "country-facts" and capital.train[0].prompt.startswith("Definition: ")
+
+
+@pytest.mark.skipif(not DOLLY.is_file(), reason=f"Dolly-15k file not found at {DOLLY}")
+def test_real_dolly_categories():
+    tasks = load_dolly(str(DOLLY))
+    counts = {t.name: len(t.examples) for t in tasks}
+    assert counts == {"brainstorming": 1589, "classification": 1922, "closed_qa": 1596, "creative_writing": 638,
+                      "general_qa": 1972, "information_extraction": 1355, "open_qa": 3368, "summarization": 1069}
+    cfg = load_config(ROOT / "configs" / "dolly.toml", [f"data.path='{DOLLY}'"])
+    assert [c.name for c in load_clients(cfg.data, seed=0)] == sorted(counts)
+    mixed = load_config(None, ["data.source=dolly", f"data.path='{DOLLY}'", "data.partition=dirichlet",
+                               "data.num_clients=20", "data.alpha=0.3"])
+    clients = load_clients(mixed.data, seed=0)
+    assert len(clients) == 20 and len(load_tasks(mixed.data, 0)) == 8
+    assert Counter(len(c.task_counts) for c in clients).most_common(1)[0][0] < 8
