@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import tomli_w
 
-from .config import ConfigError, describe_options, load_config, to_dict
+from .config import ConfigError, describe_options, load_config, resume_config, to_dict
 from .graph import GraphError
 
 
@@ -37,7 +38,28 @@ def build_parser() -> argparse.ArgumentParser:
                                      "and prints a per-client table of local and global test loss.")
     _add_config_args(run)
     run.add_argument("--overwrite", action="store_true", help="replace an existing run of the same name")
+    run.add_argument("--resume", metavar="RUN_DIR",
+                     help="continue the run in RUN_DIR from its last checkpoint, with its saved config "
+                          "(--set may only raise federation.rounds or change checkpoint_every)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+
+    export = sub.add_parser("export", help="write clients' adapters as standard PEFT adapter directories",
+                            description="Write a client's adapter from RUN_DIR as a PEFT directory "
+                                        "(adapter_config.json + adapter_model.safetensors) that loads with "
+                                        "PeftModel.from_pretrained(base_model, DIR).")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. runs/default")
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--client", "-k", metavar="K", help="client name or index")
+    which.add_argument("--all", action="store_true", help="every client, into OUT/<client>/")
+    export.add_argument("--out", "-o", required=True, metavar="DIR", help="output directory")
+
+    gen = sub.add_parser("generate", help="answer a prompt with one client's personalised model",
+                         description="Greedy answer of client K's model (base + its LoRA adapter) to PROMPT, "
+                                     "formatted with the run's prompt format.")
+    gen.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. runs/default")
+    gen.add_argument("prompt", metavar="PROMPT", help="the instruction (and input) to answer")
+    gen.add_argument("--client", "-k", required=True, metavar="K", help="client name or index")
+    gen.add_argument("--max-new-tokens", type=int, default=64, metavar="N", help="longest answer (default 64)")
 
     show = sub.add_parser("config", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=options,
                           help="print the resolved configuration as TOML (a starting point for a config file)",
@@ -51,18 +73,41 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        cfg = load_config(args.config, args.overrides)
+        if args.command in ("export", "generate"):
+            return _use_run(args)
+        if getattr(args, "resume", None):
+            if args.config or args.overwrite:
+                raise ConfigError("--resume uses the run's saved config.toml; it takes no --config or --overwrite")
+            cfg = resume_config(args.resume, args.overrides)
+        else:
+            cfg = load_config(args.config, args.overrides)
         if args.command == "config":
             print(tomli_w.dumps(to_dict(cfg)), end="")
             return 0
-        from .simulation import run, summary_table
+        from .results import summary_table
+        from .simulation import run
 
-        result = run(cfg, overwrite=args.overwrite, progress=not args.no_progress)
+        result = run(cfg, overwrite=args.overwrite, progress=not args.no_progress, resume=bool(args.resume))
     except (ConfigError, GraphError, FileExistsError, FileNotFoundError, ValueError, OSError) as exc:
         print(f"mira: error: {exc}", file=sys.stderr)
         return 2
     print(summary_table(result.history, result.clients))
     print(f"results in {result.run_dir}/")
+    return 0
+
+
+def _use_run(args) -> int:
+    from .export import RunModel
+
+    run = RunModel(args.run_dir)
+    if args.command == "generate":
+        print(run.generate(run.client_index(args.client), args.prompt, args.max_new_tokens))
+        return 0
+    indices = range(len(run.clients)) if args.all else [run.client_index(args.client)]
+    for k in indices:
+        out = Path(args.out) / run.clients[k]["name"] if args.all else Path(args.out)
+        run.export(k, out)
+        print(f"client {run.clients[k]['name']}: {out}/")
     return 0
 
 

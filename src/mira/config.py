@@ -141,6 +141,8 @@ class Config:
     """Seed for data, LoRA initialisation, client sampling, batches and dropout."""
     device: str = "auto"
     """'auto' (CUDA if present), 'cpu' or 'cuda'."""
+    checkpoint_every: int = 1
+    """Write the whole federated state every this many rounds (and after the last); 0 = never."""
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -168,7 +170,7 @@ POSITIVE = {"model.lora_r", "model.max_length", "train.local_steps", "train.batc
             "data.train_per_client", "data.test_per_client", "data.clients_per_task", "data.alpha",
             "eval.max_new_tokens"}
 NON_NEGATIVE = {"model.lora_dropout", "train.weight_decay", "train.grad_clip",
-                "federation.sample_count", "federation.lam", "federation.eta", "seed",
+                "federation.sample_count", "federation.lam", "federation.eta", "seed", "checkpoint_every",
                 "data.num_clients", "data.num_positive_examples", "eval.generate_per_client"}
 
 
@@ -324,3 +326,32 @@ def _attribute_docs(cls) -> dict[str, str]:
                 and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
             docs[prev.target.id] = " ".join(node.value.value.split())
     return docs
+
+
+RESUMABLE_CHANGES = {"federation.rounds", "checkpoint_every"}
+
+
+def resume_config(run_dir: str | Path, overrides: list[str] = ()) -> Config:
+    """The configuration saved in `run_dir`, with `overrides` that may only extend the run
+    (federation.rounds, checkpoint_every); the run stays where it is, even if the folder moved."""
+    run_dir = Path(run_dir)
+    saved_path = run_dir / "config.toml"
+    if not saved_path.is_file():
+        raise ConfigError(f"--resume {run_dir}: no config.toml there; not a mira run directory")
+    saved = load_config(saved_path)
+    cfg = load_config(saved_path, overrides)
+    flat_saved, flat_new = _flatten(to_dict(saved)), _flatten(to_dict(cfg))
+    changed = [k for k in flat_saved if flat_saved[k] != flat_new[k] and k not in RESUMABLE_CHANGES]
+    if changed:
+        raise ConfigError(f"--resume {run_dir}: the run was made with a different configuration ("
+                          + "; ".join(f"{k}: saved {flat_saved[k]!r}, now {flat_new[k]!r}" for k in changed)
+                          + "); only " + ", ".join(sorted(RESUMABLE_CHANGES)) + " may change on resume")
+    cfg.out_dir, cfg.name = str(run_dir.parent), run_dir.name
+    return cfg
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in data.items():
+        out |= _flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v}
+    return out

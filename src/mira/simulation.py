@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -15,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .algorithms import Algorithm, build_algorithm
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import Config, save_config
 from .data import ClientData, load_clients
 from .data.partition import summary as partition_summary
@@ -23,6 +21,7 @@ from .evaluate import global_losses, loss_matrix
 from .generation import generation_scores
 from .graph import check_step, family_graph, normalize_graph, read_graph, uniform_graph, validate_graph
 from .lora import AdapterSlot, save_adapter
+from .results import METRICS_JSONL, MetricsWriter, read_history, write_clients
 from .model import attach_lora, load_base_model
 from .train import train_local
 
@@ -106,35 +105,6 @@ def build_federation(cfg: Config) -> Federation:
         initial_theta=slot.get(), notes=notes)
 
 
-class MetricsWriter:
-    """Per-round metrics to metrics.jsonl (one record per round) and metrics.csv (one row per client)."""
-
-    METRICS = ("train_loss", "local_loss", "global_loss", "rouge_l", "exact_match")
-    COLUMNS = ["round", "client", "family", "sampled", *METRICS]
-
-    def __init__(self, run_dir: Path, clients: list[ClientData]):
-        self.jsonl = run_dir / "metrics.jsonl"
-        self.csv = run_dir / "metrics.csv"
-        self.clients = clients
-        self.jsonl.write_text("")
-        with self.csv.open("w", newline="") as f:
-            csv.writer(f).writerow(self.COLUMNS)
-
-    def write(self, record: dict) -> None:
-        with self.jsonl.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        with self.csv.open("a", newline="") as f:
-            writer = csv.writer(f)
-            for c in self.clients:
-                writer.writerow([record["round"], c.name, c.family, c.name in record["sampled"],
-                                 *(_fmt(record.get(key, {}).get(c.name))
-                                   for key in self.METRICS)])
-
-
-def _fmt(value) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
-
-
 def evaluate(fed: Federation, thetas: torch.Tensor, generate: bool = False) -> dict:
     """Local and global loss of every client's current adapter; with `generate`, also ROUGE-L and
     exact match of greedy answers on the first `eval.generate_per_client` test examples."""
@@ -202,27 +172,44 @@ class RunResult:
     clients: list[ClientData]
 
 
-def run(cfg: Config, overwrite: bool = False, progress: bool = True, fed: Federation | None = None) -> RunResult:
-    """Run a whole federated training job and write its metrics, config and adapters to cfg.run_dir."""
+def run(cfg: Config, overwrite: bool = False, progress: bool = True, fed: Federation | None = None,
+        resume: bool = False) -> RunResult:
+    """Run a federated training job, writing config, metrics, a checkpoint after each round and the
+    final adapters to cfg.run_dir. With `resume`, continue from that directory's checkpoint."""
     run_dir = cfg.run_dir
-    if (run_dir / "metrics.jsonl").exists() and not overwrite:
-        raise FileExistsError(f"{run_dir} already holds a run; choose another name or pass --overwrite")
+    if not resume and (run_dir / METRICS_JSONL).exists() and not overwrite:
+        raise FileExistsError(f"{run_dir} already holds a run; choose another name, pass --overwrite, "
+                              f"or continue it with --resume {run_dir}")
+    checkpoint = load_checkpoint(run_dir) if resume else None
     fed = fed or build_federation(cfg)
     for note in fed.notes:
         log.warning(note)
     log.info("%d clients:\n%s", len(fed.clients), partition_summary(fed.clients))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.toml")
-    writer = MetricsWriter(run_dir, fed.clients)
     names = [c.name for c in fed.clients]
     fcfg = cfg.federation
-    thetas = fed.initial_theta.expand(len(names), -1).clone()
-    optimizer_states: dict[int, dict] = {}
+    if checkpoint is None:
+        start, optimizer_states = 1, {}
+        thetas = fed.initial_theta.expand(len(names), -1).clone()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.toml")
+        write_clients(run_dir, fed.clients)
+        writer = MetricsWriter(run_dir, fed.clients)
+        record = {"round": 0, "sampled": []} | evaluate(fed, thetas, generate=True)
+        writer.write(record)
+        history = [record]
+    else:
+        expected = (len(names), fed.slot.layout.numel)
+        if tuple(checkpoint.thetas.shape) != expected:
+            raise ValueError(f"{run_dir}: the checkpoint holds adapters of shape {tuple(checkpoint.thetas.shape)}, "
+                             f"this configuration makes {expected}")
+        start, thetas, optimizer_states = checkpoint.round + 1, checkpoint.thetas, checkpoint.optimizer_states
+        history = read_history(run_dir, up_to_round=checkpoint.round)
+        writer = MetricsWriter(run_dir, fed.clients, history)
+        save_config(cfg, run_dir / "config.toml")
+        log.info("resuming %s after round %d", run_dir, checkpoint.round)
 
-    record = {"round": 0, "sampled": []} | evaluate(fed, thetas, generate=True)
-    writer.write(record)
-    history = [record]
-    rounds = tqdm(range(1, fcfg.rounds + 1), desc=f"{fcfg.algorithm} rounds", disable=not progress)
+    rounds = tqdm(range(start, fcfg.rounds + 1), desc=f"{fcfg.algorithm} rounds", disable=not progress,
+                  initial=start - 1, total=fcfg.rounds)
     for round_ in rounds:
         thetas, record = train_round(fed, thetas, round_, optimizer_states, progress)
         if round_ % cfg.eval.eval_every == 0 or round_ == fcfg.rounds:
@@ -230,6 +217,8 @@ def run(cfg: Config, overwrite: bool = False, progress: bool = True, fed: Federa
             rounds.set_postfix(local_loss=f"{record['mean_local_loss']:.3f}")
         writer.write(record)
         history.append(record)
+        if cfg.checkpoint_every and (round_ % cfg.checkpoint_every == 0 or round_ == fcfg.rounds):
+            save_checkpoint(run_dir, Checkpoint(round_, thetas, optimizer_states))
 
     adapters = run_dir / "adapters"
     adapters.mkdir(exist_ok=True)
@@ -239,21 +228,3 @@ def run(cfg: Config, overwrite: bool = False, progress: bool = True, fed: Federa
     return RunResult(run_dir, thetas, history, fed.clients)
 
 
-def summary_table(history: list[dict], clients: list[ClientData]) -> str:
-    """Per-client local loss (and ROUGE-L, exact match) at round 0 and at the end, final global loss."""
-    first = history[0]
-    last = next(r for r in reversed(history) if "local_loss" in r)
-    t = last["round"]
-    columns = [(f"local@{r['round']}", r, "local_loss") for r in (first, last)]
-    columns += [("global", last, "global_loss")]
-    columns += [(f"rougeL@{r['round']}", r, "rouge_l") for r in (first, last)]
-    columns += [(f"EM@{t}", last, "exact_match")]
-    columns = [c for c in columns if c[2] in c[1]]
-    width = max(6, *(len(c.name) for c in clients))
-    fam = max(6, *(len(c.family[:24]) for c in clients))
-    rows = [f"{'client':<{width}} {'family':<{fam}} " + " ".join(f"{h:>9}" for h, _, _ in columns)]
-    for c in clients:
-        rows.append(f"{c.name:<{width}} {c.family[:24]:<{fam}} "
-                    + " ".join(f"{r[key][c.name]:>9.3f}" for _, r, key in columns))
-    rows.append(f"{'mean':<{width + fam + 1}} " + " ".join(f"{r['mean_' + key]:>9.3f}" for _, r, key in columns))
-    return "\n".join(rows)

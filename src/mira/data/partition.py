@@ -45,7 +45,7 @@ def partition(tasks: list[Task], scheme: str, train_cap: int, test_cap: int, see
     task: one client per task. split: `clients_per_task` clients per task, its data divided evenly.
     dirichlet: `num_clients` clients; each task's examples spread over clients with proportions drawn
     from Dirichlet(α) (small α: each client sees few tasks). iid: the pooled examples dealt evenly.
-    A mixed client's family is the task it holds most examples of.
+    A mixed client's family is that of the task it holds most examples of.
     """
     if scheme == "task":
         return [split_client(t.name, t.family, _shuffled(t.examples, seed, t.name), train_cap, test_cap, t.name)
@@ -91,16 +91,18 @@ def partition(tasks: list[Task], scheme: str, train_cap: int, test_cap: int, see
 
 
 def summary(clients: list[ClientData]) -> str:
-    """A clients × tasks table of training-example counts, with each client's train and test size."""
+    """Each client's family, train and test size, and (when clients mix tasks) its training examples
+    per task."""
     names = sorted({t for c in clients for t in c.task_counts})
+    mixed = any(len(c.task_counts) > 1 for c in clients)
     width = max(8, *(len(c.name) for c in clients))
     head = f"{'client':<{width}} {'family':<14} {'train':>6} {'test':>5}"
-    if len(names) > 1:
+    if mixed:
         head += "  " + " ".join(f"{n[:14]:>14}" for n in names)
     lines = [head]
     for c in clients:
         line = f"{c.name:<{width}} {c.family[:14]:<14} {len(c.train):>6} {len(c.test):>5}"
-        if len(names) > 1:
+        if mixed:
             line += "  " + " ".join(f"{c.task_counts.get(n, 0):>14}" for n in names)
         lines.append(line)
     return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""Using a finished (or checkpointed) run: standard PEFT adapter directories, and answers from a
+client's personalised model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint
+from .config import Config, load_config
+from .data.encode import format_prompt
+from .lora import AdapterSlot, load_adapter
+from .model import attach_lora, load_base_model
+from .results import CLIENTS_JSON
+
+class RunModel:
+    """A run's base model with LoRA attached, and every client's adapter, ready to swap in."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        if not (self.run_dir / "config.toml").is_file() or not (self.run_dir / CLIENTS_JSON).is_file():
+            raise FileNotFoundError(f"{self.run_dir}: not a mira run directory (config.toml, {CLIENTS_JSON} missing)")
+        self.cfg: Config = load_config(self.run_dir / "config.toml")
+        self.clients: list[dict] = json.loads((self.run_dir / CLIENTS_JSON).read_text())
+        base, self.tokenizer = load_base_model(self.cfg.model)
+        self.model = attach_lora(base, self.cfg.model, self.cfg.seed)
+        self.slot = AdapterSlot(self.model)
+
+    def client_index(self, client: str) -> int:
+        """A client by name or by index."""
+        names = [c["name"] for c in self.clients]
+        if client in names:
+            return names.index(client)
+        if client.isdigit() and int(client) < len(names):
+            return int(client)
+        raise ValueError(f"no client {client!r} in {self.run_dir}; clients: {', '.join(names)}")
+
+    def adapter(self, k: int) -> torch.Tensor:
+        """Client k's final adapter, or its adapter in the last checkpoint if the run did not finish."""
+        final = self.run_dir / "adapters" / f"{self.clients[k]['name']}.safetensors"
+        if final.is_file():
+            return load_adapter(final, self.slot.layout)
+        return load_checkpoint(self.run_dir).thetas[k]
+
+    def use(self, k: int) -> None:
+        self.slot.set(self.adapter(k))
+
+    def export(self, k: int, out_dir: str | Path) -> Path:
+        """Write client k's adapter as a PEFT directory (adapter_config.json + adapter_model.safetensors)."""
+        self.use(k)
+        out = Path(out_dir)
+        self.model.save_pretrained(out)
+        return out
+
+    @torch.no_grad()
+    def generate(self, k: int, prompt: str, max_new_tokens: int = 64) -> str:
+        """Client k's greedy answer to `prompt`, formatted as in training."""
+        self.use(k)
+        text = format_prompt(prompt, self.tokenizer, self.cfg.model.prompt_format)
+        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")
+        out = self.model.generate(**ids, do_sample=False, max_new_tokens=max_new_tokens,
+                                  pad_token_id=self.tokenizer.pad_token_id,
+                                  eos_token_id=self.tokenizer.eos_token_id)
+        return self.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()

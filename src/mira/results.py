@@ -1,0 +1,91 @@
+"""The files of a run directory: metrics (JSONL + CSV), the per-client summary table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from .checkpoint import atomic_write_text
+from .data import ClientData
+
+METRICS_JSONL = "metrics.jsonl"
+CLIENTS_JSON = "clients.json"
+
+
+def write_clients(run_dir: Path, clients: list[ClientData]) -> None:
+    """clients.json: the clients in row order of the federated state, with their families."""
+    atomic_write_text(run_dir / CLIENTS_JSON, json.dumps([{"name": c.name, "family": c.family} for c in clients],
+                                                         indent=1))
+
+
+def read_history(run_dir: Path, up_to_round: int | None = None) -> list[dict]:
+    """The per-round records of a run (up to and including `up_to_round`); a line cut short by a
+    crash is dropped."""
+    records = []
+    path = run_dir / METRICS_JSONL
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if up_to_round is not None and record["round"] > up_to_round:
+            break
+        records.append(record)
+    return records
+
+
+class MetricsWriter:
+    """Per-round metrics to metrics.jsonl (one record per round) and metrics.csv (one row per client)."""
+
+    METRICS = ("train_loss", "local_loss", "global_loss", "rouge_l", "exact_match")
+    COLUMNS = ["round", "client", "family", "sampled", *METRICS]
+
+    def __init__(self, run_dir: Path, clients: list[ClientData], history: list[dict] = ()):
+        """Start both files afresh, holding the records of `history` (a resumed run's past rounds)."""
+        self.jsonl = run_dir / METRICS_JSONL
+        self.csv = run_dir / "metrics.csv"
+        self.clients = clients
+        atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in history))
+        atomic_write_text(self.csv, self._csv_text([self.COLUMNS], history))
+
+    def _csv_text(self, header: list, records) -> str:
+        rows = list(header)
+        for record in records:
+            rows += [[record["round"], c.name, c.family, c.name in record["sampled"],
+                      *(_fmt(record.get(key, {}).get(c.name)) for key in self.METRICS)] for c in self.clients]
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(rows)
+        return buffer.getvalue()
+
+    def write(self, record: dict) -> None:
+        with self.jsonl.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        with self.csv.open("a", newline="") as f:
+            f.write(self._csv_text([], [record]))
+
+
+def _fmt(value) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
+
+
+def summary_table(history: list[dict], clients: list[ClientData]) -> str:
+    """Per-client local loss (and ROUGE-L, exact match) at round 0 and at the end, final global loss."""
+    first = history[0]
+    last = next(r for r in reversed(history) if "local_loss" in r)
+    t = last["round"]
+    columns = [(f"local@{r['round']}", r, "local_loss") for r in (first, last)]
+    columns += [("global", last, "global_loss")]
+    columns += [(f"rougeL@{r['round']}", r, "rouge_l") for r in (first, last)]
+    columns += [(f"EM@{t}", last, "exact_match")]
+    columns = [c for c in columns if c[2] in c[1]]
+    width = max(6, *(len(c.name) for c in clients))
+    fam = max(6, *(len(c.family[:24]) for c in clients))
+    rows = [f"{'client':<{width}} {'family':<{fam}} " + " ".join(f"{h:>9}" for h, _, _ in columns)]
+    for c in clients:
+        rows.append(f"{c.name:<{width}} {c.family[:24]:<{fam}} "
+                    + " ".join(f"{r[key][c.name]:>9.3f}" for _, r, key in columns))
+    rows.append(f"{'mean':<{width + fam + 1}} " + " ".join(f"{r['mean_' + key]:>9.3f}" for _, r, key in columns))
+    return "\n".join(rows)
