@@ -26,6 +26,10 @@ def test_set_get_round_trip_changes_model(slot):
     slot.set(vec)
     assert torch.equal(slot.get(), vec)
     assert torch.equal(slot.params[0].detach().reshape(-1), vec[:slot.params[0].numel()])
+    vec_before = vec.clone()
+    with torch.no_grad():
+        slot.params[0].add_(1.0)  # training the model must not write into the vector it came from
+    assert torch.equal(vec, vec_before)
     with pytest.raises(ValueError, match="expects"):
         slot.set(torch.zeros(3))
 

@@ -101,6 +101,9 @@ class FederationConfig:
     """MIRA's λ: strength of the task-graph regulariser (0 = local training)."""
     eta: float = 0.5
     """MIRA's server step size η; the server step uses η·λ."""
+    max_update_norm: float = 0.0
+    """Server-side bound on the L2 norm of a client's update θ_new − θ_old (larger ones are scaled
+    down); 0 = no bound. Updates with NaN/Inf or a wrong shape are always rejected."""
     neighbours: str = "all"
     """Which θ_l enter MIRA's step: 'all' (newest copy of every neighbour) or 'sampled' (FedU)."""
 
@@ -171,6 +174,7 @@ POSITIVE = {"model.lora_r", "model.max_length", "train.local_steps", "train.batc
             "eval.max_new_tokens"}
 NON_NEGATIVE = {"model.lora_dropout", "train.weight_decay", "train.grad_clip",
                 "federation.sample_count", "federation.lam", "federation.eta", "seed", "checkpoint_every",
+                "federation.max_update_norm",
                 "data.num_clients", "data.num_positive_examples", "eval.generate_per_client"}
 
 

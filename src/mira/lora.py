@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.nn.utils import parameters_to_vector
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,14 @@ class AdapterSlot:
 
     @torch.no_grad()
     def set(self, vector: torch.Tensor) -> None:
-        """Load a flat adapter vector into the model's LoRA parameters."""
+        """Copy a flat adapter vector into the model's LoRA parameters (the vector is not aliased,
+        so training never writes into it)."""
         if vector.numel() != self.layout.numel:
             raise ValueError(f"adapter has {vector.numel()} values, the model expects {self.layout.numel}")
-        device, dtype = self.params[0].device, self.params[0].dtype
-        vector_to_parameters(vector.to(device=device, dtype=dtype), self.params)
+        offset = 0
+        for p in self.params:
+            p.copy_(vector[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
 
 
 def save_adapter(path: Path, vector: torch.Tensor, layout: AdapterLayout, metadata: dict[str, str] | None = None) -> None:

@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .algorithms import Algorithm, build_algorithm
+from .algorithms.base import screen_updates
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import Config, save_config
 from .data import ClientData, load_clients
@@ -158,10 +159,18 @@ def train_round(fed: Federation, thetas: torch.Tensor, round_: int, optimizer_st
         if result.optimizer_state is not None:
             optimizer_states[k] = result.optimizer_state
     steps.close()
-    thetas = fed.algorithm.aggregate(thetas, trained, sizes)
     traffic = len(sampled) * thetas.shape[1] * 4 if fed.algorithm.communicates else 0
-    return thetas, {"round": round_, "sampled": [names[k] for k in sampled], "train_loss": train_loss,
-                    "bytes_down": traffic, "bytes_up": traffic, "train_seconds": time.perf_counter() - start}
+    record = {"round": round_, "sampled": [names[k] for k in sampled], "train_loss": train_loss,
+              "bytes_down": traffic, "bytes_up": traffic}
+    trained, rejected = screen_updates(thetas, trained, cfg.federation.max_update_norm)
+    for k, reason in rejected.items():
+        log.warning("round %d: rejected the update of client %s (%s); it keeps its last good adapter",
+                    round_, names[k], reason)
+    if rejected:
+        record["rejected"] = {names[k]: reason for k, reason in rejected.items()}
+    if trained:
+        thetas = fed.algorithm.aggregate(thetas, trained, {k: sizes[k] for k in trained})
+    return thetas, record | {"train_seconds": time.perf_counter() - start}
 
 
 @dataclass

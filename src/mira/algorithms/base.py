@@ -30,3 +30,26 @@ def with_trained_rows(thetas: torch.Tensor, trained: dict[int, torch.Tensor]) ->
     for k, theta in trained.items():
         out[k] = theta
     return out
+
+
+def screen_updates(thetas: torch.Tensor, trained: dict[int, torch.Tensor], max_update_norm: float = 0.0
+                   ) -> tuple[dict[int, torch.Tensor], dict[int, str]]:
+    """Keep the returned adapters that are safe to aggregate; say why each other one was rejected.
+
+    An adapter of the wrong shape or holding NaN/Inf is rejected: its client keeps its last good
+    adapter and its neighbours never see the bad one. With `max_update_norm` > 0, an accepted
+    update θ_new − θ_old longer than that is scaled down to it.
+    """
+    accepted, rejected = {}, {}
+    for k, theta in trained.items():
+        if theta.shape != thetas[k].shape:
+            rejected[k] = f"shape {tuple(theta.shape)}, expected {tuple(thetas[k].shape)}"
+        elif not torch.isfinite(theta).all():
+            rejected[k] = f"{int((~torch.isfinite(theta)).sum())} non-finite values"
+        else:
+            delta = theta - thetas[k]
+            norm = float(delta.norm())
+            if max_update_norm > 0 and norm > max_update_norm:
+                theta = thetas[k] + delta * (max_update_norm / norm)
+            accepted[k] = theta
+    return accepted, rejected
