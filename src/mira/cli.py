@@ -43,6 +43,24 @@ def build_parser() -> argparse.ArgumentParser:
                           "(--set may only raise federation.rounds or change checkpoint_every)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
 
+    cmp_ = sub.add_parser("compare", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=options,
+                          help="run several algorithms x seeds on the same clients and report",
+                          description="Run each algorithm for each seed on the same partitions, initial "
+                                      "adapters and batches, into <out_dir>/<name>/<algorithm>-s<seed>/ (name defaults to 'compare'), then "
+                                      "write results.md, results.csv and PNG plots there. Re-running it "
+                                      "continues an interrupted comparison.")
+    _add_config_args(cmp_)
+    cmp_.add_argument("--algorithms", "-a", default="mira,fedit,local", metavar="LIST",
+                      help="comma-separated: mira, fedit, local; 'mira@ground_truth' (or @uniform, @file) "
+                           "picks MIRA's task graph (default: mira,fedit,local)")
+    cmp_.add_argument("--seeds", default="0", metavar="LIST", help="comma-separated seeds (default: 0)")
+    cmp_.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+
+    rep = sub.add_parser("report", help="re-render a comparison's tables and plots from its saved metrics",
+                         description="Write results.md, results.csv and the PNG plots of a comparison "
+                                     "directory from its saved metrics, without training.")
+    rep.add_argument("run_dir", metavar="COMPARISON_DIR", help="a directory written by 'mira compare'")
+
     export = sub.add_parser("export", help="write clients' adapters as standard PEFT adapter directories",
                             description="Write a client's adapter from RUN_DIR as a PEFT directory "
                                         "(adapter_config.json + adapter_model.safetensors) that loads with "
@@ -75,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("export", "generate"):
             return _use_run(args)
+        if args.command == "report":
+            return _report(Path(args.run_dir))
         if getattr(args, "resume", None):
             if args.config or args.overwrite:
                 raise ConfigError("--resume uses the run's saved config.toml; it takes no --config or --overwrite")
@@ -84,6 +104,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             print(tomli_w.dumps(to_dict(cfg)), end="")
             return 0
+        if args.command == "compare":
+            from .compare import compare
+
+            if cfg.name == "default":
+                cfg.name = "compare"
+            out = compare(cfg, [a.strip() for a in args.algorithms.split(",") if a.strip()],
+                          _int_list(args.seeds), progress=not args.no_progress)
+            return _report(out)
         from .results import summary_table
         from .simulation import run
 
@@ -93,6 +121,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(summary_table(result.history, result.clients))
     print(f"results in {result.run_dir}/")
+    return 0
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+
+
+def _report(comparison_dir: Path) -> int:
+    from .report import write_report
+
+    paths = write_report(comparison_dir)
+    print(paths[0].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
 

@@ -13,6 +13,7 @@ from .data import ClientData
 
 METRICS_JSONL = "metrics.jsonl"
 CLIENTS_JSON = "clients.json"
+COMPARISON_JSON = "comparison.json"
 
 
 def write_clients(run_dir: Path, clients: list[ClientData]) -> None:

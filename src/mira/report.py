@@ -1,0 +1,195 @@
+"""`mira report`: tables (Markdown, CSV) and plots from the saved metrics of a comparison."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from .results import CLIENTS_JSON, COMPARISON_JSON, read_history
+
+SUBRUN = re.compile(r"^(?P<variant>.+)-s(?P<seed>\d+)$")
+
+
+@dataclass
+class VariantRuns:
+    """All seeds of one algorithm variant: one metrics history per seed."""
+
+    label: str
+    seeds: list[int]
+    histories: list[list[dict]]
+
+    def final(self, key: str, client: str | None = None) -> list[float]:
+        """The last evaluated value of `key` (per client, or its mean) in every seed."""
+        out = []
+        for history in self.histories:
+            record = next(r for r in reversed(history) if key in r or f"mean_{key}" in r)
+            out.append(record[key][client] if client else record[f"mean_{key}"])
+        return out
+
+    def curve(self, key: str, client: str | None = None) -> tuple[list[int], list[float], list[float]]:
+        """Rounds where `key` was evaluated, and its mean and std over seeds."""
+        rounds = [r["round"] for r in self.histories[0] if key in r]
+        values = [[(r[key][client] if client else r[f"mean_{key}"]) for r in h if key in r] for h in self.histories]
+        by_round = list(zip(*values))
+        return rounds, [statistics.fmean(v) for v in by_round], [_std(v) for v in by_round]
+
+    def bytes_per_client_round(self) -> float:
+        """Adapter bytes one sampled client receives (and sends back) in a round."""
+        first = next(r for r in self.histories[0] if r.get("sampled"))
+        return first.get("bytes_up", 0) / len(first["sampled"])
+
+    def total_bytes(self) -> float:
+        return statistics.fmean(sum(r.get("bytes_up", 0) + r.get("bytes_down", 0) for r in h) for h in self.histories)
+
+
+def _std(values) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def load_comparison(comparison_dir: Path) -> tuple[list[VariantRuns], list[dict]]:
+    """The finished sub-runs of a comparison, grouped by variant (in first-seen order), and the clients."""
+    groups: dict[str, VariantRuns] = {}
+    clients = None
+    for sub in sorted(p for p in comparison_dir.iterdir() if p.is_dir() and (p / CLIENTS_JSON).is_file()):
+        match = SUBRUN.match(sub.name)
+        history = read_history(sub)
+        if not match or not history or "local_loss" not in history[-1]:
+            continue
+        group = groups.setdefault(match["variant"], VariantRuns(match["variant"], [], []))
+        group.seeds.append(int(match["seed"]))
+        group.histories.append(history)
+        clients = clients or json.loads((sub / CLIENTS_JSON).read_text())
+    order_file = comparison_dir / COMPARISON_JSON
+    if order_file.is_file():  # the order the variants were asked for
+        order = json.loads(order_file.read_text())["variants"]
+        groups = {k: groups[k] for k in sorted(groups, key=lambda k: order.index(k) if k in order else len(order))}
+    if not groups:
+        raise FileNotFoundError(f"{comparison_dir}: no finished runs named <algorithm>-s<seed> inside")
+    seed_sets = {tuple(sorted(g.seeds)) for g in groups.values()}
+    if len(seed_sets) > 1:
+        raise ValueError(f"{comparison_dir}: variants were run with different seeds {sorted(seed_sets)}; "
+                         "finish the comparison (mira compare again) before reporting")
+    return list(groups.values()), clients
+
+
+def _pm(values: list[float]) -> str:
+    return f"{statistics.fmean(values):.3f} ± {_std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+
+def write_report(comparison_dir: str | Path) -> list[Path]:
+    """Write results.md, results.csv and the PNG plots into `comparison_dir`; return their paths."""
+    comparison_dir = Path(comparison_dir)
+    variants, clients = load_comparison(comparison_dir)
+    names = [c["name"] for c in clients]
+    final_local = {v.label: {n: v.final("local_loss", n) for n in names} for v in variants}
+    winners = {n: min(variants, key=lambda v: statistics.fmean(final_local[v.label][n])).label for n in names}
+    has = {key: all(any(key in r for r in h) for v in variants for h in v.histories)
+           for key in ("global_loss", "rouge_l")}
+
+    with (comparison_dir / "results.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["variant", "client", "family", "seeds", "final_local_loss_mean", "final_local_loss_std",
+                         "final_global_loss_mean", "final_rouge_l_mean"])
+        for v in variants:
+            for c in clients:
+                n = c["name"]
+                writer.writerow([v.label, n, c["family"], len(v.seeds), f"{statistics.fmean(final_local[v.label][n]):.6g}",
+                                 f"{_std(final_local[v.label][n]):.6g}",
+                                 f"{statistics.fmean(v.final('global_loss', n)):.6g}" if has["global_loss"] else "",
+                                 f"{statistics.fmean(v.final('rouge_l', n)):.6g}" if has["rouge_l"] else ""])
+
+    seeds = ", ".join(map(str, sorted(variants[0].seeds)))
+    lines = [f"# Comparison: {comparison_dir.name}", "",
+             f"Final per-client local test loss (lower is better), mean ± std over seeds {seeds}.", "",
+             "| client | family | " + " | ".join(v.label for v in variants) + " |",
+             "|---|---|" + "---|" * len(variants)]
+    for c in clients:
+        n = c["name"]
+        cells = [(f"**{_pm(final_local[v.label][n])}**" if winners[n] == v.label else _pm(final_local[v.label][n]))
+                 for v in variants]
+        lines.append(f"| {n} | {c['family']} | " + " | ".join(cells) + " |")
+    lines += ["", "| summary | " + " | ".join(v.label for v in variants) + " |", "|---|" + "---|" * len(variants),
+              "| mean local loss | " + " | ".join(_pm(v.final("local_loss")) for v in variants) + " |"]
+    if has["global_loss"]:
+        lines.append("| mean global loss | " + " | ".join(_pm(v.final("global_loss")) for v in variants) + " |")
+    if has["rouge_l"]:
+        lines.append("| mean ROUGE-L | " + " | ".join(_pm(v.final("rouge_l")) for v in variants) + " |")
+    lines.append("| clients won (lowest local loss) | "
+                 + " | ".join(str(sum(w == v.label for w in winners.values())) for v in variants) + " |")
+    lines.append("| adapter bytes per sampled client per round, each way | "
+                 + " | ".join(f"{v.bytes_per_client_round() / 1e6:.2f} MB" for v in variants) + " |")
+    lines.append("| adapter bytes sent + received, whole run | "
+                 + " | ".join(f"{v.total_bytes() / 1e6:.1f} MB" for v in variants) + " |")
+    lines += ["", "Plots: `local_loss_per_client.png`, `final_local_loss.png`"
+              + (", `global_loss.png`" if has["global_loss"] else "") + "."]
+    (comparison_dir / "results.md").write_text("\n".join(lines) + "\n")
+    return [comparison_dir / "results.md", comparison_dir / "results.csv",
+            *plot(comparison_dir, variants, clients, final_local, has["global_loss"])]
+
+
+def plot(out: Path, variants: list[VariantRuns], clients: list[dict], final_local: dict,
+         with_global: bool) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    paths = []
+    names = [c["name"] for c in clients]
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False, sharex=True)
+    for ax, c in zip(axes.flat, clients):
+        for v in variants:
+            x, mean, std = v.curve("local_loss", c["name"])
+            ax.plot(x, mean, marker="o", label=v.label)
+            ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
+        ax.set_title(f"{c['name'][:40]} ({c['family'][:20]})", fontsize=9)
+        ax.set_xlabel("round")
+        ax.set_ylabel("local test loss")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend()
+    fig.suptitle("Per-client local test loss (mean ± std over seeds)")
+    fig.tight_layout()
+    paths.append(out / "local_loss_per_client.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names) * len(variants) / 2), 4))
+    width = 0.8 / len(variants)
+    for i, v in enumerate(variants):
+        means = [statistics.fmean(final_local[v.label][n]) for n in names]
+        errs = [_std(final_local[v.label][n]) for n in names]
+        ax.bar([j + i * width for j in range(len(names))], means, width, yerr=errs, capsize=2, label=v.label)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))])
+    ax.set_xticklabels([n[:24] for n in names], rotation=45, ha="right", fontsize=8)
+    ax.set_xlabel("client")
+    ax.set_ylabel("final local test loss")
+    ax.set_title("Final local test loss per client (mean ± std over seeds)", pad=30)
+    ax.legend(ncol=len(variants), loc="lower center", bbox_to_anchor=(0.5, 1.08))
+    fig.tight_layout()
+    paths.append(out / "final_local_loss.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    if with_global:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for v in variants:
+            x, mean, std = v.curve("global_loss")
+            ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=v.label)
+        ax.set_xlabel("round")
+        ax.set_ylabel("mean global test loss")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title("Global loss (each client's model on all test sets)")
+        ax.legend()
+        fig.tight_layout()
+        paths.append(out / "global_loss.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths

@@ -1,0 +1,57 @@
+import csv
+import json
+
+from mira.cli import main
+
+TINY = ["model.name=tiny-random", "data.train_per_client=12", "data.test_per_client=6", "train.local_steps=2",
+        "train.batch_size=4", "train.lr=0.05", "federation.rounds=2", "eval.eval_every=1",
+        "eval.generate_per_client=1", "eval.max_new_tokens=2", "device=cpu", "federation.sample_fraction=0.5"]
+
+
+def _args(tmp_path, *extra):
+    out = ["compare", "--no-progress", "--algorithms", "mira,mira@ground_truth,fedit,local", "--seeds", "0,1",
+           "--set", f"out_dir='{tmp_path}'"]
+    for item in [*TINY, *extra]:
+        out += ["--set", item]
+    return out
+
+
+def test_compare_runs_all_variants_and_reports(tmp_path, capsys):
+    assert main(_args(tmp_path)) == 0
+    out = tmp_path / "compare"
+    for name in ["mira-s0", "mira+ground_truth-s1", "fedit-s0", "local-s1"]:
+        assert (out / name / "adapters").is_dir()
+    # same clients, same initial adapters and same batches: identical round-0 metrics and sampling
+    first = {v: json.loads((out / f"{v}-s0" / "metrics.jsonl").read_text().splitlines()[0])
+             for v in ["mira", "fedit", "local"]}
+    assert first["mira"]["local_loss"] == first["fedit"]["local_loss"] == first["local"]["local_loss"]
+    sampled = {v: [json.loads(x)["sampled"] for x in (out / f"{v}-s1" / "metrics.jsonl").read_text().splitlines()]
+               for v in ["mira", "fedit", "local"]}
+    assert sampled["mira"] == sampled["fedit"] == sampled["local"]
+
+    md = (out / "results.md").read_text()
+    assert "| client | family | mira | mira+ground_truth | fedit | local |" in md
+    assert "mean local loss" in md and "clients won" in md and "±" in md and "MB" in md
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 4 * 9 and {r["seeds"] for r in rows} == {"2"}
+    local_bytes = [line for line in md.splitlines() if line.startswith("| adapter bytes sent")][0]
+    assert local_bytes.rstrip(" |").endswith("0.0 MB")  # local training communicates nothing
+    for png in ["local_loss_per_client.png", "final_local_loss.png", "global_loss.png"]:
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "wrote" in capsys.readouterr().out
+
+    (out / "results.md").unlink()
+    assert main(["report", str(out)]) == 0  # re-render without training
+    assert (out / "results.md").read_text() == md
+
+
+def test_compare_continues_and_report_errors(tmp_path, capsys):
+    args = _args(tmp_path)
+    args[args.index("--seeds") + 1] = "0"
+    assert main(args) == 0
+    stamp = (tmp_path / "compare" / "mira-s0" / "metrics.jsonl").stat().st_mtime_ns
+    assert main(args) == 0  # finished sub-runs are kept, not retrained
+    assert (tmp_path / "compare" / "mira-s0" / "metrics.jsonl").stat().st_mtime_ns == stamp
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no finished runs" in capsys.readouterr().err
+    assert main(["compare", "--seeds", "a,b"]) == 2
