@@ -70,6 +70,11 @@ def test_cli_run_and_errors(tmp_path, capsys):
     assert "unknown key 'train.bogus'" in capsys.readouterr().err
     assert main(args + ["--set", "name=g", "--set", "graph.kind=file", "--set", f"graph.path='{tmp_path}/g.csv'"]) == 2
     assert "cannot read graph file" in capsys.readouterr().err
+    (tmp_path / "g2.csv").write_text("0,1\n1,0\n")
+    before = (tmp_path / "cli" / "metrics.jsonl").read_text()
+    assert main(args + ["--overwrite", "--set", "graph.kind=file", "--set", f"graph.path='{tmp_path}/g2.csv'"]) == 2
+    assert "graph is 2×2 but there are 9 clients" in capsys.readouterr().err
+    assert (tmp_path / "cli" / "metrics.jsonl").read_text() == before  # nothing overwritten
 
 
 def test_config_command_prints_toml(capsys):
