@@ -27,7 +27,7 @@ from mira.report import write_report
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 DATASETS = {
-    "ni": [f"data.source=natural_instructions", f"data.path='{SHARED / 'natural-instructions' / 'tasks'}'",
+    "ni": ["data.source=natural_instructions", f"data.path='{SHARED / 'natural-instructions' / 'tasks'}'",
            f"data.families='{ROOT / 'configs' / 'ni_families.json'}'", "eval.global_loss=false"],
     "dolly": ["data.source=dolly", f"data.path='{SHARED / 'dolly' / 'databricks-dolly-15k.jsonl'}'",
               "eval.global_loss=false", "eval.max_new_tokens=48"],

@@ -19,7 +19,7 @@ import torch
 
 from mira.config import load_config
 from mira.data.encode import batch_schedule, collate
-from mira.simulation import build_federation, sample_clients, train_round
+from mira.simulation import InProcess, build_federation, federated_round, sample_clients
 from mira.train import make_optimizer
 
 
@@ -51,7 +51,12 @@ def main() -> None:
                              f"train.local_steps={args.local_steps}", "device=cpu"])
     fed = build_federation(cfg)
     thetas = fed.initial_theta.expand(len(fed.clients), -1).clone()
-    train_round(fed, thetas, 1, {})  # warm-up (allocator, kernels)
+    names = [c.name for c in fed.clients]
+
+    def simulator_round(round_):
+        federated_round(cfg, fed.algorithm, InProcess(fed), thetas, round_, names, {})
+
+    simulator_round(1)  # warm-up (allocator, kernels)
 
     sim, bare = [], []
     for rep in range(args.repeats):
@@ -61,7 +66,7 @@ def main() -> None:
         bare_peft_steps(fed, clients, round_)
         bare.append(time.perf_counter() - start)
         start = time.perf_counter()
-        train_round(fed, thetas, round_, {})
+        simulator_round(round_)
         sim.append(time.perf_counter() - start)
 
     steps = args.clients * args.local_steps

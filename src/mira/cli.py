@@ -10,7 +10,6 @@ from pathlib import Path
 import tomli_w
 
 from .config import ConfigError, describe_options, load_config, resume_config, to_dict
-from .graph import GraphError
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         from .simulation import run
 
         result = run(cfg, overwrite=args.overwrite, progress=not args.no_progress, resume=bool(args.resume))
-    except (ConfigError, GraphError, FileExistsError, FileNotFoundError, ValueError, OSError) as exc:
+    except (ValueError, OSError) as exc:  # ConfigError, GraphError, DataError; missing or existing files
         print(f"mira: error: {exc}", file=sys.stderr)
         return 2
     print(summary_table(result.history, result.clients))

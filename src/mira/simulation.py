@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
 
 from .algorithms import Algorithm, build_algorithm
 from .algorithms.base import screen_updates
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint, save_checkpoint
 from .config import Config, save_config
 from .data import ClientData, load_clients
-from .data.partition import summary as partition_summary
 from .data.encode import Encoded, batch_schedule, encode
+from .data.partition import summary as partition_summary
 from .evaluate import global_losses, loss_matrix
 from .generation import generation_scores
 from .graph import check_step, family_graph, normalize_graph, read_graph, uniform_graph, validate_graph
-from .lora import AdapterSlot, save_adapter
-from .results import METRICS_JSONL, MetricsWriter, read_history, write_clients
+from .lora import AdapterLayout, AdapterSlot, save_adapter
 from .model import attach_lora, load_base_model
+from .results import METRICS_JSONL, MetricsWriter, read_history, write_clients
 from .train import train_local
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,16 @@ def build_graph(cfg: Config, clients: list[ClientData]) -> tuple[torch.Tensor, l
 
 
 @dataclass
+class ClientUpdate:
+    """What a client returns after local training."""
+
+    client: int
+    theta: torch.Tensor
+    num_examples: int
+    train_loss: float
+
+
+@dataclass
 class Federation:
     """Everything a run needs, built once: the shared model, the clients' data, the server rule."""
 
@@ -84,7 +96,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device = 'cuda' but no CUDA device is available")
+        raise ValueError("device = 'cuda' but no CUDA device is available; use device = 'auto' or 'cpu'")
     return torch.device(name)
 
 
@@ -137,15 +149,11 @@ def _mean(values) -> float:
     return sum(values) / len(values)
 
 
-def train_round(fed: Federation, thetas: torch.Tensor, round_: int, optimizer_states: dict[int, dict],
-                progress: bool = False) -> tuple[torch.Tensor, dict]:
-    """One federated round: sample clients, train each locally from its row of `thetas`, apply the
-    server rule. Returns the new state and the round's record (without evaluation)."""
+def train_sampled(fed: Federation, thetas: torch.Tensor, round_: int, sampled: list[int],
+                  optimizer_states: dict[int, dict], progress: bool = False) -> list[ClientUpdate]:
+    """Local training of the sampled clients, in this process, one after the other."""
     cfg, names = fed.cfg, [c.name for c in fed.clients]
-    start = time.perf_counter()
-    sampled = sample_clients(len(names), cfg.federation.sample_fraction, cfg.federation.sample_count,
-                             cfg.seed, round_)
-    trained, sizes, train_loss = {}, {}, {}
+    updates = []
     steps = tqdm(total=len(sampled) * cfg.train.local_steps, leave=False, disable=not progress,
                  desc=f"round {round_}")
     for k in sampled:
@@ -155,22 +163,28 @@ def train_round(fed: Federation, thetas: torch.Tensor, round_: int, optimizer_st
         result = train_local(fed.model, fed.slot, thetas[k], fed.train_sets[k], batches, cfg.train,
                              fed.pad_id, client_seed(cfg.seed, k, round_), optimizer_states.get(k),
                              on_step=lambda loss: steps.update())
-        trained[k], sizes[k], train_loss[names[k]] = result.theta, result.num_examples, result.mean_loss
+        updates.append(ClientUpdate(k, result.theta, result.num_examples, result.mean_loss))
         if result.optimizer_state is not None:
             optimizer_states[k] = result.optimizer_state
     steps.close()
-    traffic = len(sampled) * thetas.shape[1] * 4 if fed.algorithm.communicates else 0
-    record = {"round": round_, "sampled": [names[k] for k in sampled], "train_loss": train_loss,
-              "bytes_down": traffic, "bytes_up": traffic}
-    trained, rejected = screen_updates(thetas, trained, cfg.federation.max_update_norm)
+    return updates
+
+
+def server_step(algorithm: Algorithm, thetas: torch.Tensor, updates: list[ClientUpdate], names: list[str],
+                round_: int, max_update_norm: float) -> tuple[torch.Tensor, dict]:
+    """Screen the returned adapters and apply the algorithm's server rule; returns the new state and
+    the round's training record."""
+    record = {"train_loss": {names[u.client]: u.train_loss for u in updates}}
+    trained, rejected = screen_updates(thetas, {u.client: u.theta for u in updates}, max_update_norm)
     for k, reason in rejected.items():
         log.warning("round %d: rejected the update of client %s (%s); it keeps its last good adapter",
                     round_, names[k], reason)
     if rejected:
         record["rejected"] = {names[k]: reason for k, reason in rejected.items()}
     if trained:
-        thetas = fed.algorithm.aggregate(thetas, trained, {k: sizes[k] for k in trained})
-    return thetas, record | {"train_seconds": time.perf_counter() - start}
+        sizes = {u.client: u.num_examples for u in updates}
+        thetas = algorithm.aggregate(thetas, trained, {k: sizes[k] for k in trained})
+    return thetas, record
 
 
 @dataclass
@@ -181,48 +195,99 @@ class RunResult:
     clients: list[ClientData]
 
 
+class Backend(Protocol):
+    """Where clients train and evaluate: in this process, or on Flower nodes."""
+
+    def train(self, thetas: torch.Tensor, round_: int, sampled: list[int], optimizer_states: dict[int, dict],
+              progress: bool) -> list[ClientUpdate]: ...
+
+    def evaluate(self, thetas: torch.Tensor, generate: bool) -> dict: ...
+
+
+@dataclass
+class InProcess:
+    """Every client trains and evaluates in this process, on the one shared model."""
+
+    fed: Federation
+
+    def train(self, thetas, round_, sampled, optimizer_states, progress):
+        return train_sampled(self.fed, thetas, round_, sampled, optimizer_states, progress)
+
+    def evaluate(self, thetas, generate):
+        return evaluate(self.fed, thetas, generate)
+
+
 def run(cfg: Config, overwrite: bool = False, progress: bool = True, fed: Federation | None = None,
         resume: bool = False) -> RunResult:
-    """Run a federated training job, writing config, metrics, a checkpoint after each round and the
-    final adapters to cfg.run_dir. With `resume`, continue from that directory's checkpoint."""
-    run_dir = cfg.run_dir
-    if not resume and (run_dir / METRICS_JSONL).exists() and not overwrite:
-        raise FileExistsError(f"{run_dir} already holds a run; choose another name, pass --overwrite, "
-                              f"or continue it with --resume {run_dir}")
-    checkpoint = load_checkpoint(run_dir) if resume else None
+    """Run a federated training job in this process, writing config, metrics, a checkpoint after
+    each round and the final adapters to cfg.run_dir. With `resume`, continue from its checkpoint."""
+    check_run_dir(cfg, overwrite, resume)
     fed = fed or build_federation(cfg)
     for note in fed.notes:
         log.warning(note)
     log.info("%d clients:\n%s", len(fed.clients), partition_summary(fed.clients))
-    names = [c.name for c in fed.clients]
+    return run_federation(cfg, fed.clients, fed.slot.layout, fed.initial_theta, fed.algorithm, InProcess(fed),
+                          progress, resume)
+
+
+def check_run_dir(cfg: Config, overwrite: bool, resume: bool) -> None:
+    """Refuse to start over an existing run unless asked to overwrite it (or resume it)."""
+    if not resume and (cfg.run_dir / METRICS_JSONL).exists() and not overwrite:
+        raise FileExistsError(f"{cfg.run_dir} already holds a run; choose another name, pass --overwrite, "
+                              f"or continue it with --resume {cfg.run_dir}")
+
+
+def federated_round(cfg: Config, algorithm: Algorithm, backend: Backend, thetas: torch.Tensor, round_: int,
+                    names: list[str], optimizer_states: dict[int, dict], progress: bool = False
+                    ) -> tuple[torch.Tensor, dict]:
+    """One round: sample, train through `backend`, screen, apply the server rule. Returns the new
+    state and the round's record (without evaluation)."""
+    begin = time.perf_counter()
     fcfg = cfg.federation
+    sampled = sample_clients(len(names), fcfg.sample_fraction, fcfg.sample_count, cfg.seed, round_)
+    updates = backend.train(thetas, round_, sampled, optimizer_states, progress)
+    traffic = len(sampled) * thetas.shape[1] * 4 if algorithm.communicates else 0
+    thetas, trained = server_step(algorithm, thetas, updates, names, round_, fcfg.max_update_norm)
+    return thetas, ({"round": round_, "sampled": [names[k] for k in sampled], "bytes_down": traffic,
+                     "bytes_up": traffic} | trained | {"train_seconds": time.perf_counter() - begin})
+
+
+def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout, initial_theta: torch.Tensor,
+                   algorithm: Algorithm, backend: Backend, progress: bool = True, resume: bool = False) -> RunResult:
+    """The round loop every runner shares: sampling, training through `backend`, screening and the
+    server rule, evaluation, metrics, checkpoints and final adapters."""
+    run_dir, fcfg = cfg.run_dir, cfg.federation
+    names = [c.name for c in clients]
+    checkpoint = load_checkpoint(run_dir) if resume else None
     if checkpoint is None:
         start, optimizer_states = 1, {}
-        thetas = fed.initial_theta.expand(len(names), -1).clone()
+        thetas = initial_theta.expand(len(names), -1).clone()
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)  # an overwritten run's state must not be resumed
+        shutil.rmtree(run_dir / "adapters", ignore_errors=True)
         save_config(cfg, run_dir / "config.toml")
-        write_clients(run_dir, fed.clients)
-        writer = MetricsWriter(run_dir, fed.clients)
-        record = {"round": 0, "sampled": []} | evaluate(fed, thetas, generate=True)
+        write_clients(run_dir, clients)
+        writer = MetricsWriter(run_dir, clients)
+        record = {"round": 0, "sampled": []} | backend.evaluate(thetas, generate=True)
         writer.write(record)
         history = [record]
     else:
-        expected = (len(names), fed.slot.layout.numel)
+        expected = (len(names), layout.numel)
         if tuple(checkpoint.thetas.shape) != expected:
             raise ValueError(f"{run_dir}: the checkpoint holds adapters of shape {tuple(checkpoint.thetas.shape)}, "
                              f"this configuration makes {expected}")
         start, thetas, optimizer_states = checkpoint.round + 1, checkpoint.thetas, checkpoint.optimizer_states
         history = read_history(run_dir, up_to_round=checkpoint.round)
-        writer = MetricsWriter(run_dir, fed.clients, history)
+        writer = MetricsWriter(run_dir, clients, history)
         save_config(cfg, run_dir / "config.toml")
         log.info("resuming %s after round %d", run_dir, checkpoint.round)
 
     rounds = tqdm(range(start, fcfg.rounds + 1), desc=f"{fcfg.algorithm} rounds", disable=not progress,
                   initial=start - 1, total=fcfg.rounds)
     for round_ in rounds:
-        thetas, record = train_round(fed, thetas, round_, optimizer_states, progress)
+        thetas, record = federated_round(cfg, algorithm, backend, thetas, round_, names, optimizer_states, progress)
         if round_ % cfg.eval.eval_every == 0 or round_ == fcfg.rounds:
-            record |= evaluate(fed, thetas, generate=round_ == fcfg.rounds)
+            record |= backend.evaluate(thetas, generate=round_ == fcfg.rounds)
             rounds.set_postfix(local_loss=f"{record['mean_local_loss']:.3f}")
         writer.write(record)
         history.append(record)
@@ -232,8 +297,7 @@ def run(cfg: Config, overwrite: bool = False, progress: bool = True, fed: Federa
     adapters = run_dir / "adapters"
     adapters.mkdir(exist_ok=True)
     for k, name in enumerate(names):
-        save_adapter(adapters / f"{name}.safetensors", thetas[k], fed.slot.layout,
-                     {"client": name, "family": fed.clients[k].family})
-    return RunResult(run_dir, thetas, history, fed.clients)
+        save_adapter(adapters / f"{name}.safetensors", thetas[k], layout, {"client": name, "family": clients[k].family})
+    return RunResult(run_dir, thetas, history, clients)
 
 
