@@ -172,9 +172,8 @@ POSITIVE = {"model.lora_r", "model.max_length", "train.local_steps", "train.batc
             "train.lr", "federation.rounds", "eval.eval_every", "eval.batch_size",
             "data.train_per_client", "data.test_per_client", "data.clients_per_task", "data.alpha",
             "eval.max_new_tokens"}
-NON_NEGATIVE = {"model.lora_dropout", "train.weight_decay", "train.grad_clip",
-                "federation.sample_count", "federation.lam", "federation.eta", "seed", "checkpoint_every",
-                "federation.max_update_norm",
+NON_NEGATIVE = {"model.lora_dropout", "train.weight_decay", "train.grad_clip", "federation.sample_count",
+                "federation.lam", "federation.eta", "federation.max_update_norm", "seed", "checkpoint_every",
                 "data.num_clients", "data.num_positive_examples", "eval.generate_per_client"}
 
 

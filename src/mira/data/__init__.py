@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..config import DataConfig
 
@@ -41,9 +43,10 @@ def load_tasks(cfg: DataConfig, seed: int) -> list[Task]:
     from .loaders import DOLLY_HUB_ID, load_dolly, load_natural_instructions, load_records
 
     if cfg.source == "synthetic":
-        from .synthetic import synthetic_tasks
+        from .synthetic import TASKS, synthetic_tasks
+        # enough examples per task for every partition scheme to fill each client's caps
         per_task = (cfg.train_per_client + cfg.test_per_client) * max(1, cfg.clients_per_task,
-                                                                      -(-cfg.num_clients // 9))
+                                                                      -(-cfg.num_clients // len(TASKS)))
         tasks = synthetic_tasks(per_task, seed)
     elif cfg.source == "natural_instructions":
         tasks = load_natural_instructions(cfg.path, cfg.num_positive_examples, _read_families(cfg.families))
@@ -63,9 +66,6 @@ def load_tasks(cfg: DataConfig, seed: int) -> list[Task]:
 
 def _read_families(path: str) -> dict[str, str] | None:
     """A JSON object mapping task name to family name, or None when no file is given."""
-    import json
-    from pathlib import Path
-
     if not path:
         return None
     try:
