@@ -58,8 +58,7 @@ def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool =
         fed = build_federation(todo[0])
         for sub in todo:
             adjacency, _ = build_graph(sub, fed.clients)
-            this = dataclasses.replace(fed, cfg=sub, adjacency=adjacency,
-                                       algorithm=build_algorithm(sub.federation, adjacency))
+            this = dataclasses.replace(fed, cfg=sub, algorithm=build_algorithm(sub.federation, adjacency))
             log.info("compare: %s", sub.name)
             resume = (sub.run_dir / "checkpoint.safetensors").is_file()
             run(sub, overwrite=True, progress=progress, fed=this, resume=resume)

@@ -6,6 +6,7 @@ import logging
 import random
 import shutil
 import time
+from statistics import fmean
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -82,7 +83,6 @@ class Federation:
     clients: list[ClientData]
     train_sets: list[list[Encoded]]
     test_sets: list[list[Encoded]]
-    adjacency: torch.Tensor
     algorithm: Algorithm
     initial_theta: torch.Tensor
     notes: list[str] = field(default_factory=list)
@@ -114,7 +114,7 @@ def build_federation(cfg: Config) -> Federation:
     return Federation(
         cfg=cfg, model=model, tokenizer=tokenizer, slot=slot, clients=clients,
         train_sets=[enc(c.train) for c in clients], test_sets=[enc(c.test) for c in clients],
-        adjacency=adjacency, algorithm=build_algorithm(cfg.federation, adjacency),
+        algorithm=build_algorithm(cfg.federation, adjacency),
         initial_theta=slot.get(), notes=notes)
 
 
@@ -126,10 +126,10 @@ def evaluate(fed: Federation, thetas: torch.Tensor, generate: bool = False) -> d
                          cross=ecfg.global_loss)
     names = [c.name for c in fed.clients]
     local = matrix.diagonal().tolist()
-    out = {"local_loss": dict(zip(names, local)), "mean_local_loss": _mean(local)}
+    out = {"local_loss": dict(zip(names, local)), "mean_local_loss": fmean(local)}
     if ecfg.global_loss:
         glob = global_losses(matrix, fed.test_sets).tolist()
-        out |= {"global_loss": dict(zip(names, glob)), "mean_global_loss": _mean(glob),
+        out |= {"global_loss": dict(zip(names, glob)), "mean_global_loss": fmean(glob),
                 "loss_matrix": matrix.tolist()}
     if generate and ecfg.generate_per_client > 0:
         n = ecfg.generate_per_client
@@ -140,13 +140,8 @@ def evaluate(fed: Federation, thetas: torch.Tensor, generate: bool = False) -> d
                                                     fed.test_sets[k][:n], ecfg.max_new_tokens, ecfg.batch_size)
         for metric in ("rouge_l", "exact_match"):
             values = {name: s[metric] for name, s in scores.items()}
-            out |= {metric: values, f"mean_{metric}": _mean(values.values())}
+            out |= {metric: values, f"mean_{metric}": fmean(values.values())}
     return out
-
-
-def _mean(values) -> float:
-    values = list(values)
-    return sum(values) / len(values)
 
 
 def train_sampled(fed: Federation, thetas: torch.Tensor, round_: int, sampled: list[int],
