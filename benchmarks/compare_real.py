@@ -28,12 +28,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 DATASETS = {
     "ni": ["data.source=natural_instructions", f"data.path='{SHARED / 'natural-instructions' / 'tasks'}'",
-           f"data.families='{ROOT / 'configs' / 'ni_families.json'}'", "eval.global_loss=false"],
+           f"data.families='{ROOT / 'configs' / 'ni_families.json'}'"],
     "dolly": ["data.source=dolly", f"data.path='{SHARED / 'dolly' / 'databricks-dolly-15k.jsonl'}'",
               "eval.global_loss=false", "eval.max_new_tokens=48"],
 }
-BUDGET = ["data.train_per_client=64", "data.test_per_client=16", "model.max_length=256", "federation.rounds=6",
-          "federation.sample_fraction=0.25", "train.local_steps=10", "eval.eval_every=2",
+# Six NI tasks in three families of two (as in the prototype): a known graph at a CPU budget.
+NI_TASKS = ["task305_jeopardy_answer_generation_normal", "task306_jeopardy_answer_generation_double",
+            "task1146_country_capital", "task1147_country_currency",
+            "task833_poem_sentiment_classification", "task761_app_review_classification"]
+DATASETS["ni"].append("data.tasks=" + repr(NI_TASKS).replace("'", '"'))
+# The stated per-client budget: 128 training and 16 test examples, half the clients sampled per
+# round, 6 rounds of 5 local steps of 8 examples (every client sees ~120 examples in all).
+BUDGET = ["data.train_per_client=128", "data.test_per_client=16", "model.max_length=128", "federation.rounds=6",
+          "federation.sample_fraction=0.5", "train.local_steps=5", "eval.eval_every=3",
           "eval.generate_per_client=8"]
 
 

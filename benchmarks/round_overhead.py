@@ -19,7 +19,7 @@ import torch
 
 from mira.config import load_config
 from mira.data.encode import batch_schedule, collate
-from mira.simulation import InProcess, build_federation, federated_round, sample_clients
+from mira.simulation import InProcess, build_federation, build_server_rule, federated_round, sample_clients
 from mira.train import make_optimizer
 
 
@@ -54,7 +54,7 @@ def main() -> None:
     names = [c.name for c in fed.clients]
 
     def simulator_round(round_):
-        federated_round(cfg, fed.algorithm, InProcess(fed), thetas, round_, names, {})
+        federated_round(cfg, build_server_rule(cfg, fed.clients), InProcess(fed), thetas, round_, names, {})
 
     simulator_round(1)  # warm-up (allocator, kernels)
 

@@ -8,11 +8,10 @@ import json
 import logging
 from pathlib import Path
 
-from .algorithms import build_algorithm
 from .checkpoint import atomic_write_text
 from .config import Config, ConfigError, save_config, validate
 from .results import COMPARISON_JSON
-from .simulation import build_federation, build_graph, run
+from .simulation import build_federation, run
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +56,7 @@ def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool =
         # One model load per seed: the LoRA initialisation and the data depend on the seed only.
         fed = build_federation(todo[0])
         for sub in todo:
-            adjacency, _ = build_graph(sub, fed.clients)
-            this = dataclasses.replace(fed, cfg=sub, algorithm=build_algorithm(sub.federation, adjacency))
+            this = dataclasses.replace(fed, cfg=sub)
             log.info("compare: %s", sub.name)
             resume = (sub.run_dir / "checkpoint.safetensors").is_file()
             run(sub, overwrite=True, progress=progress, fed=this, resume=resume)

@@ -135,6 +135,20 @@ class EvalConfig:
 
 
 @dataclass
+class FlowerConfig:
+    precision: str = "float32"
+    """Adapters on the wire: 'float32' (exact) or 'bfloat16' (half the bytes; rounds every value)."""
+    round_timeout: float = 600.0
+    """Seconds the server waits for the clients' replies in a round; a client later than that is
+    skipped for the round (its adapter stays as it was)."""
+    min_replies: int = 1
+    """Fewest successful client replies a round needs; with fewer the run stops (the last
+    checkpoint stays valid: continue with resume)."""
+    connect_timeout: float = 120.0
+    """Seconds the server waits at the start for a node of every partition to answer."""
+
+
+@dataclass
 class Config:
     name: str = "default"
     """Run name; results go to <out_dir>/<name>/."""
@@ -152,6 +166,7 @@ class Config:
     federation: FederationConfig = field(default_factory=FederationConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    flower: FlowerConfig = field(default_factory=FlowerConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -167,11 +182,12 @@ CHOICES = {
     "data.source": {"synthetic", "natural_instructions", "dolly", "records"},
     "data.partition": {"task", "split", "dirichlet", "iid"},
     "device": {"auto", "cpu", "cuda"},
+    "flower.precision": {"float32", "bfloat16"},
 }
 POSITIVE = {"model.lora_r", "model.max_length", "train.local_steps", "train.batch_size",
             "train.lr", "federation.rounds", "eval.eval_every", "eval.batch_size",
             "data.train_per_client", "data.test_per_client", "data.clients_per_task", "data.alpha",
-            "eval.max_new_tokens"}
+            "eval.max_new_tokens", "flower.round_timeout", "flower.min_replies", "flower.connect_timeout"}
 NON_NEGATIVE = {"model.lora_dropout", "train.weight_decay", "train.grad_clip", "federation.sample_count",
                 "federation.lam", "federation.eta", "federation.max_update_norm", "seed", "checkpoint_every",
                 "data.num_clients", "data.num_positive_examples", "eval.generate_per_client"}
@@ -297,8 +313,13 @@ def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def config_text(cfg: Config) -> str:
+    """The configuration as TOML text (what config.toml holds; `from_dict(tomllib.loads(...))` reads it)."""
+    return tomli_w.dumps(to_dict(cfg))
+
+
 def save_config(cfg: Config, path: Path) -> None:
-    path.write_text(tomli_w.dumps(to_dict(cfg)))
+    path.write_text(config_text(cfg))
 
 
 def describe_options() -> str:

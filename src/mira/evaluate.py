@@ -27,36 +27,19 @@ def test_loss(model: torch.nn.Module, examples: list[Encoded], batch_size: int, 
     return total / max(count, 1)
 
 
-def loss_matrix(model: torch.nn.Module, slot: AdapterSlot, thetas: torch.Tensor,
-                test_sets: list[list[Encoded]], batch_size: int, pad_id: int,
-                cross: bool = True) -> torch.Tensor:
-    """(K × K) losses: entry [i, j] is client i's model on client j's test set.
-
-    The diagonal holds each client's *local* loss. With `cross=False` only the diagonal is computed
-    (the rest is NaN). Identical adapters (as under FedIT) are evaluated once.
-    """
-    num_clients = thetas.shape[0]
-    out = torch.full((num_clients, num_clients), float("nan"))
-    for i in range(num_clients):
-        twin = next((j for j in range(i) if torch.equal(thetas[i], thetas[j])), None)
-        loaded = False
-        for j in range(num_clients) if cross else [i]:
-            if twin is not None and not torch.isnan(out[twin, j]):
-                out[i, j] = out[twin, j]
-                continue
-            if not loaded:
-                slot.set(thetas[i])
-                loaded = True
-            out[i, j] = test_loss(model, test_sets[j], batch_size, pad_id)
+def losses_on(model: torch.nn.Module, slot: AdapterSlot, thetas: torch.Tensor, examples: list[Encoded],
+              batch_size: int, pad_id: int) -> list[float]:
+    """The test loss of every adapter (row of `thetas`) on one test set; identical adapters (as under
+    FedIT) are evaluated once."""
+    out: list[float] = []
+    for i, theta in enumerate(thetas):
+        twin = next((j for j in range(i) if torch.equal(theta, thetas[j])), None)
+        if twin is None:
+            slot.set(theta)
+        out.append(out[twin] if twin is not None else test_loss(model, examples, batch_size, pad_id))
     return out
 
 
 def response_tokens(examples: list[Encoded]) -> int:
     """Number of tokens `test_loss` scores in `examples`."""
     return sum(sum(label != IGNORE for label in e.labels[1:]) for e in examples)
-
-
-def global_losses(matrix: torch.Tensor, test_sets: list[list[Encoded]]) -> torch.Tensor:
-    """Each client's model on the pooled test sets of all clients (token-weighted, like one set)."""
-    w = torch.tensor([response_tokens(t) for t in test_sets], dtype=matrix.dtype)
-    return (matrix * w).sum(dim=1) / w.sum()

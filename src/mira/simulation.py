@@ -7,7 +7,7 @@ import random
 import shutil
 import time
 from statistics import fmean
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -21,7 +21,7 @@ from .config import Config, save_config
 from .data import ClientData, load_clients
 from .data.encode import Encoded, batch_schedule, encode
 from .data.partition import summary as partition_summary
-from .evaluate import global_losses, loss_matrix
+from .evaluate import losses_on, response_tokens
 from .generation import generation_scores
 from .graph import check_step, family_graph, normalize_graph, read_graph, uniform_graph, validate_graph
 from .lora import AdapterLayout, AdapterSlot, save_adapter
@@ -70,11 +70,12 @@ class ClientUpdate:
     theta: torch.Tensor
     num_examples: int
     train_loss: float
+    optimizer_state: dict | None = None
 
 
 @dataclass
 class Federation:
-    """Everything a run needs, built once: the shared model, the clients' data, the server rule."""
+    """What clients need, built once: the shared model with its LoRA slot and the clients' data."""
 
     cfg: Config
     model: torch.nn.Module
@@ -83,9 +84,7 @@ class Federation:
     clients: list[ClientData]
     train_sets: list[list[Encoded]]
     test_sets: list[list[Encoded]]
-    algorithm: Algorithm
     initial_theta: torch.Tensor
-    notes: list[str] = field(default_factory=list)
 
     @property
     def pad_id(self) -> int:
@@ -100,13 +99,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_federation(cfg: Config) -> Federation:
-    """Load the base model, attach LoRA, load and encode the clients' data, build graph and algorithm."""
-    clients = load_clients(cfg.data, cfg.seed)
-    adjacency, notes = build_graph(cfg, clients)
+def build_model(cfg: Config) -> tuple[torch.nn.Module, object, AdapterSlot]:
+    """The base model with a fresh LoRA adapter (seeded by cfg.seed), its tokenizer and adapter slot."""
     model, tokenizer = load_base_model(cfg.model)
     model = attach_lora(model, cfg.model, cfg.seed).to(resolve_device(cfg.device))
-    slot = AdapterSlot(model)
+    return model, tokenizer, AdapterSlot(model)
+
+
+def build_federation(cfg: Config) -> Federation:
+    """Load the base model, attach LoRA, load and encode the clients' data."""
+    clients = load_clients(cfg.data, cfg.seed)
+    model, tokenizer, slot = build_model(cfg)
 
     def enc(examples):
         return [encode(e, tokenizer, cfg.model.max_length, cfg.model.prompt_format) for e in examples]
@@ -114,53 +117,94 @@ def build_federation(cfg: Config) -> Federation:
     return Federation(
         cfg=cfg, model=model, tokenizer=tokenizer, slot=slot, clients=clients,
         train_sets=[enc(c.train) for c in clients], test_sets=[enc(c.test) for c in clients],
-        algorithm=build_algorithm(cfg.federation, adjacency),
-        initial_theta=slot.get(), notes=notes)
+        initial_theta=slot.get())
+
+
+@dataclass
+class ClientEvaluation:
+    """One client's evaluation: its adapter on its test set, and optionally more."""
+
+    local_loss: float
+    tokens: int
+    """Response tokens scored in the client's test set (the weight of its set in the global loss)."""
+    column: list[float] | None = None
+    """Every client's adapter on this client's test set (for the global loss)."""
+    scores: dict[str, float] | None = None
+    """ROUGE-L and exact match of greedy answers."""
+
+
+def evaluate_client(fed: Federation, k: int, theta: torch.Tensor, generate: bool,
+                    all_thetas: torch.Tensor | None = None) -> ClientEvaluation:
+    """Client k's evaluation of `theta` on its test set; with `all_thetas`, also every client's
+    adapter on it; with `generate`, ROUGE-L and exact match on the first eval.generate_per_client
+    test examples."""
+    ecfg, test = fed.cfg.eval, fed.test_sets[k]
+    column = None
+    if all_thetas is not None:
+        column = losses_on(fed.model, fed.slot, all_thetas, test, ecfg.batch_size, fed.pad_id)
+    local = losses_on(fed.model, fed.slot, theta[None], test, ecfg.batch_size, fed.pad_id)[0]
+    scores = None
+    if generate and ecfg.generate_per_client > 0:
+        n = ecfg.generate_per_client
+        scores = generation_scores(fed.model, fed.tokenizer, fed.clients[k].test[:n], test[:n],
+                                   ecfg.max_new_tokens, ecfg.batch_size)
+    return ClientEvaluation(local, response_tokens(test), column, scores)
+
+
+def summarise_evaluation(names: list[str], evaluations: dict[int, ClientEvaluation]) -> dict:
+    """The round's metrics from the clients' evaluations: per-client and mean local loss; global loss
+    (each adapter on the pooled test sets, token-weighted) where columns came back; generation
+    scores. Clients missing from `evaluations` (failed) are left out of the means."""
+    present = sorted(evaluations)
+    local = {names[k]: evaluations[k].local_loss for k in present}
+    out = {"local_loss": local, "mean_local_loss": fmean(local.values())}
+    if present and all(evaluations[k].column is not None for k in present):
+        matrix = torch.full((len(names), len(names)), float("nan"))
+        for k in present:
+            matrix[:, k] = torch.tensor(evaluations[k].column)
+        weights = torch.tensor([float(evaluations[k].tokens) for k in present])
+        glob = ((matrix[:, present] * weights).sum(dim=1) / weights.sum()).tolist()
+        out |= {"global_loss": dict(zip(names, glob)), "mean_global_loss": fmean(glob),
+                "loss_matrix": matrix.tolist()}
+    scored = [k for k in present if evaluations[k].scores is not None]
+    for metric in ("rouge_l", "exact_match") if scored else ():
+        values = {names[k]: evaluations[k].scores[metric] for k in scored}
+        out |= {metric: values, f"mean_{metric}": fmean(values.values())}
+    return out
 
 
 def evaluate(fed: Federation, thetas: torch.Tensor, generate: bool = False) -> dict:
-    """Local and global loss of every client's current adapter; with `generate`, also ROUGE-L and
-    exact match of greedy answers on the first `eval.generate_per_client` test examples."""
-    ecfg = fed.cfg.eval
-    matrix = loss_matrix(fed.model, fed.slot, thetas, fed.test_sets, ecfg.batch_size, fed.pad_id,
-                         cross=ecfg.global_loss)
-    names = [c.name for c in fed.clients]
-    local = matrix.diagonal().tolist()
-    out = {"local_loss": dict(zip(names, local)), "mean_local_loss": fmean(local)}
-    if ecfg.global_loss:
-        glob = global_losses(matrix, fed.test_sets).tolist()
-        out |= {"global_loss": dict(zip(names, glob)), "mean_global_loss": fmean(glob),
-                "loss_matrix": matrix.tolist()}
-    if generate and ecfg.generate_per_client > 0:
-        n = ecfg.generate_per_client
-        scores = {}
-        for k, client in enumerate(fed.clients):
-            fed.slot.set(thetas[k])
-            scores[client.name] = generation_scores(fed.model, fed.tokenizer, client.test[:n],
-                                                    fed.test_sets[k][:n], ecfg.max_new_tokens, ecfg.batch_size)
-        for metric in ("rouge_l", "exact_match"):
-            values = {name: s[metric] for name, s in scores.items()}
-            out |= {metric: values, f"mean_{metric}": fmean(values.values())}
-    return out
+    """Local and (with eval.global_loss) global loss of every client's current adapter; with
+    `generate`, also ROUGE-L and exact match."""
+    cross = thetas if fed.cfg.eval.global_loss else None
+    return summarise_evaluation([c.name for c in fed.clients],
+                                {k: evaluate_client(fed, k, thetas[k], generate, cross) for k in range(len(fed.clients))})
+
+
+def train_client(fed: Federation, k: int, theta: torch.Tensor, round_: int, optimizer_state: dict | None = None,
+                 on_step=None) -> ClientUpdate:
+    """Client k's local training from `theta` in a round: its batches and dropout are fixed by
+    (seed, k, round), so every runner gets the same numbers."""
+    cfg = fed.cfg
+    batches = batch_schedule(len(fed.train_sets[k]), cfg.train.batch_size, cfg.train.local_steps, cfg.seed, k, round_)
+    result = train_local(fed.model, fed.slot, theta, fed.train_sets[k], batches, cfg.train, fed.pad_id,
+                         client_seed(cfg.seed, k, round_), optimizer_state, on_step=on_step)
+    return ClientUpdate(k, result.theta, result.num_examples, result.mean_loss, result.optimizer_state)
 
 
 def train_sampled(fed: Federation, thetas: torch.Tensor, round_: int, sampled: list[int],
                   optimizer_states: dict[int, dict], progress: bool = False) -> list[ClientUpdate]:
     """Local training of the sampled clients, in this process, one after the other."""
-    cfg, names = fed.cfg, [c.name for c in fed.clients]
+    names = [c.name for c in fed.clients]
     updates = []
-    steps = tqdm(total=len(sampled) * cfg.train.local_steps, leave=False, disable=not progress,
+    steps = tqdm(total=len(sampled) * fed.cfg.train.local_steps, leave=False, disable=not progress,
                  desc=f"round {round_}")
     for k in sampled:
         steps.set_postfix(client=names[k])
-        batches = batch_schedule(len(fed.train_sets[k]), cfg.train.batch_size, cfg.train.local_steps,
-                                 cfg.seed, k, round_)
-        result = train_local(fed.model, fed.slot, thetas[k], fed.train_sets[k], batches, cfg.train,
-                             fed.pad_id, client_seed(cfg.seed, k, round_), optimizer_states.get(k),
-                             on_step=lambda loss: steps.update())
-        updates.append(ClientUpdate(k, result.theta, result.num_examples, result.mean_loss))
-        if result.optimizer_state is not None:
-            optimizer_states[k] = result.optimizer_state
+        update = train_client(fed, k, thetas[k], round_, optimizer_states.get(k), on_step=lambda loss: steps.update())
+        updates.append(update)
+        if update.optimizer_state is not None:
+            optimizer_states[k] = update.optimizer_state
     steps.close()
     return updates
 
@@ -218,11 +262,17 @@ def run(cfg: Config, overwrite: bool = False, progress: bool = True, fed: Federa
     each round and the final adapters to cfg.run_dir. With `resume`, continue from its checkpoint."""
     check_run_dir(cfg, overwrite, resume)
     fed = fed or build_federation(cfg)
-    for note in fed.notes:
-        log.warning(note)
     log.info("%d clients:\n%s", len(fed.clients), partition_summary(fed.clients))
-    return run_federation(cfg, fed.clients, fed.slot.layout, fed.initial_theta, fed.algorithm, InProcess(fed),
-                          progress, resume)
+    return run_federation(cfg, fed.clients, fed.slot.layout, fed.initial_theta, build_server_rule(cfg, fed.clients),
+                          InProcess(fed), progress, resume)
+
+
+def build_server_rule(cfg: Config, clients: list[ClientData]) -> Algorithm:
+    """The algorithm of cfg.federation over the task graph of cfg.graph (notes on the graph logged)."""
+    adjacency, notes = build_graph(cfg, clients)
+    for note in notes:
+        log.warning(note)
+    return build_algorithm(cfg.federation, adjacency)
 
 
 def check_run_dir(cfg: Config, overwrite: bool, resume: bool) -> None:
@@ -284,6 +334,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         if round_ % cfg.eval.eval_every == 0 or round_ == fcfg.rounds:
             record |= backend.evaluate(thetas, generate=round_ == fcfg.rounds)
             rounds.set_postfix(local_loss=f"{record['mean_local_loss']:.3f}")
+            log.info("round %d/%d: mean local test loss %.4f", round_, fcfg.rounds, record["mean_local_loss"])
         writer.write(record)
         history.append(record)
         if cfg.checkpoint_every and (round_ % cfg.checkpoint_every == 0 or round_ == fcfg.rounds):

@@ -1,0 +1,78 @@
+"""The Flower ClientApp: one node holds one client (its `partition-id` from the node config),
+trains and evaluates it with the simulator's own functions."""
+
+from __future__ import annotations
+
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from ..simulation import Federation, build_federation, evaluate_client, train_client
+from .transport import ADAPTER, ALL_ADAPTERS, CONFIG, METRICS, adapter_record, read_adapter, read_adapters, read_config
+
+app = ClientApp()
+
+_loaded: dict[tuple, Federation] = {}
+"""The model and data of this process, kept while it lives (Simulation Engine actors are reused
+across rounds; the Deployment Engine starts a process per message)."""
+
+
+def _client(msg: Message, context: Context) -> tuple[Federation, int]:
+    """This node's federation (model + data, built from the server's configuration) and client index."""
+    text, cfg = read_config(msg.content[CONFIG])
+    node = context.node_config
+    if "partition-id" not in node:
+        raise ValueError("node config has no 'partition-id': start the SuperNode with "
+                         "--node-config \"partition-id=K num-partitions=N\"")
+    partition = int(node["partition-id"])
+    data_path = str(node.get("data-path", ""))
+    key = (text, partition, data_path)
+    if key not in _loaded:
+        _loaded.clear()
+        if data_path:  # this node's own copy of the data
+            cfg.data.path = data_path
+        fed = build_federation(cfg)
+        if not 0 <= partition < len(fed.clients):
+            raise ValueError(f"partition-id {partition}: the data make {len(fed.clients)} clients (0..{len(fed.clients) - 1})")
+        if "num-partitions" in node and int(node["num-partitions"]) != len(fed.clients):
+            raise ValueError(f"node config num-partitions = {node['num-partitions']}, "
+                             f"but the data make {len(fed.clients)} clients")
+        _loaded[key] = fed
+    return _loaded[key], partition
+
+
+@app.query()
+def describe(msg: Message, context: Context) -> Message:
+    """Tell the server which client this node holds."""
+    fed, k = _client(msg, context)
+    client = fed.clients[k]
+    info = ConfigRecord({"name": client.name, "family": client.family})
+    metrics = MetricRecord({"partition-id": k, "num-clients": len(fed.clients), "num-train": len(client.train),
+                            "num-test": len(client.test)})
+    return Message(RecordDict({CONFIG: info, METRICS: metrics}), reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """Local training of this node's client from the adapter the server sent."""
+    fed, k = _client(msg, context)
+    precision = fed.cfg.flower.precision
+    theta = read_adapter(msg.content[ADAPTER], fed.slot.layout, precision)
+    update = train_client(fed, k, theta, int(msg.content[CONFIG]["round"]))
+    metrics = MetricRecord({"partition-id": k, "train-loss": update.train_loss, "num-examples": update.num_examples})
+    return Message(RecordDict({ADAPTER: adapter_record(update.theta, fed.slot.layout, precision), METRICS: metrics}),
+                   reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Test loss of this client's adapter (and of everyone's, for the global loss), ROUGE-L."""
+    fed, k = _client(msg, context)
+    precision = fed.cfg.flower.precision
+    theta = read_adapter(msg.content[ADAPTER], fed.slot.layout, precision)
+    everyone = read_adapters(msg.content[ALL_ADAPTERS], precision) if ALL_ADAPTERS in msg.content else None
+    result = evaluate_client(fed, k, theta, bool(msg.content[CONFIG]["generate"]), everyone)
+    metrics = {"partition-id": k, "local-loss": result.local_loss, "tokens": result.tokens}
+    if result.column is not None:
+        metrics["column"] = result.column
+    metrics |= {name.replace("_", "-"): value for name, value in (result.scores or {}).items()}
+    return Message(RecordDict({METRICS: MetricRecord(metrics)}), reply_to=msg)

@@ -1,0 +1,125 @@
+"""A Flower deployment on one machine: a stock SuperLink and one SuperNode per client on 127.0.0.1,
+as separate processes, for trials, tests and benchmarks. Production runs the same commands on
+separate machines, with TLS and SuperNode authentication (see the README)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FEDERATION = "loopback"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _bin(name: str) -> str:
+    """A Flower executable from the running environment (a venv need not be on PATH)."""
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with code {process.returncode} before listening on {port}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@dataclass
+class Loopback:
+    """A SuperLink and `num_nodes` SuperNodes (partition-id 0..N-1) under `root` (logs, FLWR_HOMEs).
+    Use as a context manager: every process started is stopped by its PID on exit."""
+
+    root: Path
+    num_nodes: int
+    port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def __enter__(self) -> Loopback:
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start("superlink", [_bin("flower-superlink"), "--insecure", "--host", "127.0.0.1", "--port",
+                                      str(self.port), "--disable-runtime-dependency-installation"], self.root / "superlink")
+            _wait_for_port(self.port, self.processes["superlink"], 60)
+            for k in range(self.num_nodes):
+                self.start_node(k)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _start(self, name: str, command: list[str], home: Path) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "FLWR_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+        with open(self.root / f"{name}.log", "ab") as log:
+            self.processes[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                    cwd=home, start_new_session=True)
+
+    def start_node(self, k: int, node_config: str = "") -> None:
+        """Start the SuperNode holding partition k."""
+        self._start(f"node{k}", [_bin("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{self.port}",
+                                 "--host", "127.0.0.1", "--port", str(free_port()), "--node-config",
+                                 f"partition-id={k} num-partitions={self.num_nodes} {node_config}".strip()],
+                    self.root / f"node{k}")
+
+    def kill_node(self, k: int) -> None:
+        """Kill SuperNode k and its ClientApp processes at once (SIGKILL), as a crash would."""
+        process = self.processes.pop(f"node{k}")
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def start_run(self, app_dir: Path, run_config: dict[str, str | bool]) -> subprocess.Popen:
+        """Start `flwr run app_dir` on this federation; it streams the run's log until the run ends."""
+        home = self.root / "cli"
+        home.mkdir(exist_ok=True)
+        (home / "config.toml").write_text(f'[superlink.{FEDERATION}]\naddress = "127.0.0.1:{self.port}"\ninsecure = true\n')
+        pairs = " ".join(f"{k}={_toml(v)}" for k, v in run_config.items())
+        process = subprocess.Popen([_bin("flwr"), "run", str(app_dir), FEDERATION, "--stream", "--run-config", pairs],
+                                   env={**os.environ, "FLWR_HOME": str(home)}, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.processes[f"run{len(self.processes)}"] = process
+        return process
+
+    def run(self, app_dir: Path, run_config: dict[str, str | bool], timeout: float) -> str:
+        """`flwr run` to the end; returns its output (the run's log)."""
+        process = self.start_run(app_dir, run_config)
+        output, _ = process.communicate(timeout=timeout)
+        return output
+
+    def stop(self) -> None:
+        """SIGTERM every process group started here, SIGKILL what is still alive after 15 s."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.processes.clear()
+
+
+def _toml(value: str | bool) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "'" + value + "'"

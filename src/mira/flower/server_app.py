@@ -1,0 +1,141 @@
+"""The Flower ServerApp: the simulator's round loop (`run_federation`) with clients on Flower nodes.
+
+Run config (pyproject `[tool.flwr.app.config]`, overridden by `flwr run --run-config`):
+`config` (a mira TOML file; empty = defaults), `overrides` (`key=value` pairs separated by `;`),
+`out-dir` (absolute; the SuperLink's working directory is not yours), `resume`, `overwrite`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+from flwr.app import Context, Message, MessageType, RecordDict
+from flwr.serverapp import Grid, ServerApp
+
+from ..config import Config, ConfigError, load_config
+from ..data import ClientData
+from ..lora import AdapterLayout
+from ..simulation import (ClientEvaluation, ClientUpdate, RunResult, build_model, build_server_rule, check_run_dir,
+                          run_federation, summarise_evaluation)
+from .transport import (ADAPTER, ALL_ADAPTERS, CONFIG, METRICS, adapter_record, adapters_record, config_record,
+                        read_adapter)
+
+log = logging.getLogger(__name__)
+app = ServerApp()
+
+
+@dataclass
+class FlowerBackend:
+    """Clients on Flower nodes: each sampled client gets its own adapter in a message to the node
+    holding its partition; replies are mapped back by partition id, never by Flower's node id."""
+
+    grid: Grid
+    cfg: Config
+    layout: AdapterLayout
+    nodes: dict[int, int] = field(default_factory=dict)
+    """partition id → node id"""
+    names: list[str] = field(default_factory=list)
+
+    def connect(self) -> list[ClientData]:
+        """Ask every node which client it holds, until every partition has a node (flower.connect_timeout)."""
+        deadline = time.monotonic() + self.cfg.flower.connect_timeout
+        found: dict[int, tuple[str, str]] = {}
+        expected = None
+        while expected is None or len(found) < expected:
+            if time.monotonic() > deadline:
+                missing = sorted(set(range(expected or 0)) - set(found)) or "all"
+                raise TimeoutError(f"no node answered for partitions {missing} within "
+                                   f"flower.connect_timeout = {self.cfg.flower.connect_timeout} s")
+            new = [n for n in self.grid.get_node_ids() if n not in self.nodes.values()]
+            content = RecordDict({CONFIG: config_record(self.cfg, 0)})
+            messages = [Message(content, dst_node_id=n, message_type=MessageType.QUERY) for n in new]
+            for reply in self.grid.send_and_receive(messages, timeout=self.cfg.flower.round_timeout) if new else ():
+                if reply.has_error():  # a node that cannot load its client will not recover by waiting
+                    raise RuntimeError(f"node {reply.metadata.src_node_id} cannot hold a client: {reply.error.reason}")
+                metrics = reply.content[METRICS]
+                partition, expected = int(metrics["partition-id"]), int(metrics["num-clients"])
+                if partition in found:
+                    raise ValueError(f"two nodes hold partition-id {partition}; give every SuperNode its own")
+                self.nodes[partition] = reply.metadata.src_node_id
+                found[partition] = (str(reply.content[CONFIG]["name"]), str(reply.content[CONFIG]["family"]))
+            if expected is None or len(found) < expected:
+                time.sleep(1.0)
+        self.names = [found[k][0] for k in range(expected)]
+        log.info("%d clients connected: %s", expected, ", ".join(self.names))
+        return [ClientData(name, family, [], []) for name, family in (found[k] for k in range(expected))]
+
+    def _exchange(self, kind: str, contents: dict[int, RecordDict], when: str) -> dict[int, Message]:
+        """Send one message per client, wait up to flower.round_timeout, return the good replies by
+        client; clients that failed or did not answer are logged and left out."""
+        messages = [Message(content, dst_node_id=self.nodes[k], message_type=kind) for k, content in contents.items()]
+        replies = {r.metadata.src_node_id: r for r in self.grid.send_and_receive(messages, timeout=self.cfg.flower.round_timeout)}
+        good = {}
+        for k in contents:
+            reply = replies.get(self.nodes[k])
+            if reply is None:
+                log.warning("%s: client %s did not reply to %s within %.0f s; skipped", when, self.names[k],
+                            kind, self.cfg.flower.round_timeout)
+            elif reply.has_error():
+                log.warning("%s: client %s failed in %s (%s); skipped", when, self.names[k], kind,
+                            reply.error.reason)
+            else:
+                good[k] = reply
+        if len(good) < min(self.cfg.flower.min_replies, len(contents)):
+            raise RuntimeError(f"{when}: {len(good)} of {len(contents)} clients replied to {kind}, fewer than "
+                               f"flower.min_replies = {self.cfg.flower.min_replies}; the last checkpoint is intact")
+        return good
+
+    def train(self, thetas, round_, sampled, optimizer_states, progress):
+        precision = self.cfg.flower.precision
+        contents = {k: RecordDict({ADAPTER: adapter_record(thetas[k], self.layout, precision),
+                                   CONFIG: config_record(self.cfg, round_)}) for k in sampled}
+        updates = []
+        for k, reply in self._exchange(MessageType.TRAIN, contents, f"round {round_}").items():
+            try:
+                theta = read_adapter(reply.content[ADAPTER], self.layout, precision)
+            except (KeyError, ValueError) as exc:
+                log.warning("round %d: rejected the adapter of client %s (%s)", round_, self.names[k], exc)
+                continue
+            metrics = reply.content[METRICS]
+            updates.append(ClientUpdate(k, theta, int(metrics["num-examples"]), float(metrics["train-loss"])))
+        return updates
+
+    def evaluate(self, thetas: torch.Tensor, generate: bool) -> dict:
+        precision = self.cfg.flower.precision
+        everyone = {ALL_ADAPTERS: adapters_record(thetas, precision)} if self.cfg.eval.global_loss else {}
+        contents = {k: RecordDict({ADAPTER: adapter_record(thetas[k], self.layout, precision),
+                                   CONFIG: config_record(self.cfg, 0, generate), **everyone})
+                    for k in range(len(self.names))}
+        evaluations = {}
+        for k, reply in self._exchange(MessageType.EVALUATE, contents, "evaluation").items():
+            m = reply.content[METRICS]
+            scores = {"rouge_l": float(m["rouge-l"]), "exact_match": float(m["exact-match"])} if "rouge-l" in m else None
+            evaluations[k] = ClientEvaluation(float(m["local-loss"]), int(m["tokens"]),
+                                              [float(v) for v in m["column"]] if "column" in m else None, scores)
+        return summarise_evaluation(self.names, evaluations)
+
+
+def run_on_grid(grid: Grid, cfg: Config, resume: bool = False, overwrite: bool = False) -> RunResult:
+    """A federated run with the clients on the nodes of `grid`; writes the same run directory as `mira run`."""
+    if cfg.train.persistent_optimizer:
+        raise ConfigError("train.persistent_optimizer is not supported on Flower nodes (they keep no state)")
+    check_run_dir(cfg, overwrite, resume)
+    _, _, slot = build_model(cfg)  # the layout and the initial adapter every client starts from
+    backend = FlowerBackend(grid, cfg, slot.layout)
+    clients = backend.connect()
+    log.info("writing the run to %s", cfg.run_dir.resolve())
+    return run_federation(cfg, clients, slot.layout, slot.get(), build_server_rule(cfg, clients), backend,
+                          progress=False, resume=resume)
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    run_config = context.run_config
+    overrides = [item.strip() for item in str(run_config.get("overrides", "")).split(";") if item.strip()]
+    cfg = load_config(str(run_config.get("config", "")) or None, overrides)
+    if run_config.get("out-dir"):
+        cfg.out_dir = str(run_config["out-dir"])
+    run_on_grid(grid, cfg, resume=bool(run_config.get("resume", False)), overwrite=bool(run_config.get("overwrite", False)))

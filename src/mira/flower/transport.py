@@ -1,0 +1,58 @@
+"""What travels in Flower messages: adapters as ArrayRecords keyed by PEFT parameter names, and the
+run's configuration and round as a ConfigRecord."""
+
+from __future__ import annotations
+
+import tomllib
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord
+
+from ..config import Config, config_text, from_dict
+from ..lora import AdapterLayout
+
+ADAPTER, ALL_ADAPTERS, CONFIG, METRICS = "adapter", "all-adapters", "config", "metrics"
+
+
+def _encode(tensor: torch.Tensor, precision: str) -> torch.Tensor:
+    # NumPy has no bfloat16: its bits travel as int16 and are viewed back on arrival.
+    return tensor.to(torch.bfloat16).view(torch.int16) if precision == "bfloat16" else tensor.float()
+
+
+def _decode(tensor: torch.Tensor, precision: str) -> torch.Tensor:
+    if precision == "bfloat16":
+        if tensor.dtype != torch.int16:
+            raise ValueError(f"expected bfloat16 bits (int16), got {tensor.dtype}")
+        return tensor.view(torch.bfloat16).float()
+    if tensor.dtype != torch.float32:
+        raise ValueError(f"expected float32, got {tensor.dtype}")
+    return tensor
+
+
+def adapter_record(vector: torch.Tensor, layout: AdapterLayout, precision: str) -> ArrayRecord:
+    """One adapter (a flat vector) as an ArrayRecord of its LoRA matrices, keyed by PEFT names."""
+    return ArrayRecord(torch_state_dict={k: _encode(v, precision).contiguous() for k, v in layout.unflatten(vector).items()})
+
+
+def read_adapter(record: ArrayRecord, layout: AdapterLayout, precision: str) -> torch.Tensor:
+    """The flat adapter in `record`; ValueError if a name, shape or dtype is not the layout's."""
+    return layout.flatten({k: _decode(v, precision) for k, v in record.to_torch_state_dict().items()})
+
+
+def adapters_record(thetas: torch.Tensor, precision: str) -> ArrayRecord:
+    """Every client's adapter as one (K × P) array (for the global loss)."""
+    return ArrayRecord(torch_state_dict={"thetas": _encode(thetas, precision).contiguous()})
+
+
+def read_adapters(record: ArrayRecord, precision: str) -> torch.Tensor:
+    return _decode(record.to_torch_state_dict()["thetas"], precision)
+
+
+def config_record(cfg: Config, round_: int, generate: bool = False) -> ConfigRecord:
+    """The server's whole configuration (so clients need no copy of it) and the round."""
+    return ConfigRecord({"mira-config": config_text(cfg), "round": round_, "generate": generate})
+
+
+def read_config(record: ConfigRecord) -> tuple[str, Config]:
+    text = str(record["mira-config"])
+    return text, from_dict(tomllib.loads(text), source="configuration sent by the server")

@@ -1,0 +1,97 @@
+"""The Flower app on a real Deployment Engine: a stock SuperLink and one SuperNode per client on
+127.0.0.1 (every process stopped by PID afterwards), against the in-process simulator."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mira.config import load_config
+from mira.flower.loopback import Loopback
+from mira.simulation import InProcess, build_federation, build_server_rule, run, run_federation
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = '["add", "difference", "sentiment"]'
+
+
+def flower_overrides(name: str) -> str:
+    return (f"model.name=tiny-random; data.tasks={TASKS}; data.train_per_client=16; data.test_per_client=8; "
+            f"federation.rounds=2; federation.sample_fraction=1.0; train.local_steps=3; eval.eval_every=2; "
+            f"eval.generate_per_client=2; flower.round_timeout=60; name={name}")
+
+
+def simulator_config(tmp_path: Path, name: str):
+    return load_config(None, flower_overrides(name).split("; ") + [f"out_dir='{tmp_path / 'sim'}'"])
+
+
+def adapters(run_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
+    return {p.stem: load_file(p) for p in sorted((run_dir / "adapters").glob("*.safetensors"))}
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: float = 1e-5) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=tol, rtol=0), key
+
+
+def test_deployment_engine_gives_the_simulators_adapters(tmp_path):
+    out = tmp_path / "flower"
+    with Loopback(tmp_path / "deployment", num_nodes=3) as federation:
+        log = federation.run(ROOT, {"overrides": flower_overrides("mira"), "out-dir": str(out)}, timeout=600)
+    run_dir = out / "mira"
+    assert (run_dir / "metrics.jsonl").exists(), log[-3000:]
+    expected = run(simulator_config(tmp_path, "mira"), progress=False).run_dir
+
+    got, want = adapters(run_dir), adapters(expected)
+    assert sorted(got) == ["add", "difference", "sentiment"]
+    for name in want:
+        assert_close(got[name], want[name])
+    for flower_record, sim_record in zip(records(run_dir), records(expected), strict=True):
+        for key in ("mean_local_loss", "mean_global_loss"):
+            assert flower_record.get(key) == pytest.approx(sim_record.get(key), abs=1e-4)
+    assert json.loads((run_dir / "clients.json").read_text()) == json.loads((expected / "clients.json").read_text())
+
+
+class Crashed(InProcess):
+    """The simulator with client `client` gone from round `round_` on (no training, no evaluation)."""
+
+    def __init__(self, fed, client, round_):
+        super().__init__(fed)
+        self.client, self.round = client, round_
+
+    def train(self, thetas, round_, sampled, optimizer_states, progress):
+        return [u for u in super().train(thetas, round_, sampled, optimizer_states, progress)
+                if not (round_ >= self.round and u.client == self.client)]
+
+
+def test_a_killed_supernode_is_skipped_and_the_others_are_unaffected(tmp_path):
+    out = tmp_path / "flower"
+    run_dir = out / "crash"
+    with Loopback(tmp_path / "deployment", num_nodes=3) as federation:
+        process = federation.start_run(ROOT, {"overrides": flower_overrides("crash") + "; flower.round_timeout=45",
+                                              "out-dir": str(out)})
+        deadline = time.monotonic() + 400
+        while not (run_dir / "metrics.jsonl").exists() or len(records(run_dir)) < 2:  # rounds 0 and 1 done
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0][-3000:]
+            time.sleep(0.2)
+        federation.kill_node(2)
+        log, _ = process.communicate(timeout=400)
+    history = records(run_dir)
+    assert [r["round"] for r in history] == [0, 1, 2], log[-3000:]
+    assert "sentiment" in history[2]["sampled"] and "sentiment" not in history[2]["train_loss"]
+    assert sorted(history[2]["local_loss"]) == ["add", "difference"]  # the dead client could not evaluate
+
+    cfg = simulator_config(tmp_path, "crash")
+    fed = build_federation(cfg)
+    expected = run_federation(cfg, fed.clients, fed.slot.layout, fed.initial_theta, build_server_rule(cfg, fed.clients),
+                              Crashed(fed, client=2, round_=2), progress=False)
+    got, want = adapters(run_dir), adapters(expected.run_dir)
+    for name in want:  # the survivors as if the dead client had only missed round 2; its own adapter from round 1
+        assert_close(got[name], want[name])
