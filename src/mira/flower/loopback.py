@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tomli_w
+
 FEDERATION = "loopback"
 
 
@@ -120,6 +122,5 @@ class Loopback:
 
 
 def _toml(value: str | bool) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return "'" + value + "'"
+    """A run-config value as TOML (strings quoted and escaped)."""
+    return tomli_w.dumps({"v": value})[4:].strip()
