@@ -1,10 +1,13 @@
-"""The paper's comparison on real data: MIRA (uniform and task-family graph), FedIT and Local on
-Natural Instructions (one client per task file) and Dolly-15k (one client per category), over seeds,
-with a stated per-client data budget. Results (results.md/csv, plots) go to benchmarks/results/.
+"""The paper's comparison: MIRA (uniform, task-family or learned graph), FedIT, Local and the
+personalised-LoRA baselines on Natural Instructions (one client per task file), Dolly-15k (one
+client per category) or the synthetic suite, over seeds, with a stated per-client data budget.
+Results (results.md/csv, plots) go to benchmarks/results/.
 
     python benchmarks/compare_real.py --dataset ni --seeds 0,1,2         # about an hour per seed on 2 CPU cores
     python benchmarks/compare_real.py --dataset dolly --seeds 0
     python benchmarks/compare_real.py --dataset ni --model tiny-random   # a smoke test of the harness
+    python benchmarks/compare_real.py --dataset synthetic --model tiny-random --set train.lr=0.05 \
+        --algorithms mira,mira@learned,mira@ground_truth,fedit,local,fedprox,ditto,fedsa_lora,ffa_lora --seeds 0,1,2
 
 Re-running continues an interrupted comparison. Hyper-parameters are fixed here, not tuned on the
 test split; the device (CPU/GPU name) is recorded beside the numbers.
@@ -27,6 +30,7 @@ from mira.report import write_report
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 DATASETS = {
+    "synthetic": ["data.source=synthetic"],
     "ni": ["data.source=natural_instructions", f"data.path='{SHARED / 'natural-instructions' / 'tasks'}'",
            f"data.families='{ROOT / 'configs' / 'ni_families.json'}'"],
     "dolly": ["data.source=dolly", f"data.path='{SHARED / 'dolly' / 'databricks-dolly-15k.jsonl'}'",

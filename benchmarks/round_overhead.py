@@ -53,8 +53,10 @@ def main() -> None:
     thetas = fed.initial_theta.expand(len(fed.clients), -1).clone()
     names = [c.name for c in fed.clients]
 
+    rule = build_server_rule(cfg, fed.clients, fed.slot.layout, fed.initial_theta)
+
     def simulator_round(round_):
-        federated_round(cfg, build_server_rule(cfg, fed.clients), InProcess(fed), thetas, round_, names, {})
+        federated_round(cfg, rule, InProcess(fed), thetas, round_, names, {})
 
     simulator_round(1)  # warm-up (allocator, kernels)
 

@@ -66,8 +66,8 @@ class Crashed(InProcess):
         super().__init__(fed)
         self.client, self.round = client, round_
 
-    def train(self, thetas, round_, sampled, optimizer_states, progress):
-        return [u for u in super().train(thetas, round_, sampled, optimizer_states, progress)
+    def train(self, algorithm, thetas, round_, sampled, optimizer_states, progress):
+        return [u for u in super().train(algorithm, thetas, round_, sampled, optimizer_states, progress)
                 if not (round_ >= self.round and u.client == self.client)]
 
 
@@ -90,7 +90,8 @@ def test_a_killed_supernode_is_skipped_and_the_others_are_unaffected(tmp_path):
 
     cfg = simulator_config(tmp_path, "crash")
     fed = build_federation(cfg)
-    expected = run_federation(cfg, fed.clients, fed.slot.layout, fed.initial_theta, build_server_rule(cfg, fed.clients),
+    rule = build_server_rule(cfg, fed.clients, fed.slot.layout, fed.initial_theta)
+    expected = run_federation(cfg, fed.clients, fed.slot.layout, fed.initial_theta, rule,
                               Crashed(fed, client=2, round_=2), progress=False)
     got, want = adapters(run_dir), adapters(expected.run_dir)
     for name in want:  # the survivors as if the dead client had only missed round 2; its own adapter from round 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,6 +25,8 @@ class Checkpoint:
     round: int
     thetas: torch.Tensor
     optimizer_states: dict[int, dict]
+    server_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    """The algorithm's own state (Ditto's global adapter, a learned graph)."""
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -36,6 +38,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> None:
     """Write the state after round `ckpt.round`; a crash at any point leaves the previous one intact."""
     tensors = {"thetas": ckpt.thetas.contiguous()}
+    tensors |= {f"server.{name}": value.contiguous() for name, value in ckpt.server_state.items()}
     optimizers = {}
     for k, state in ckpt.optimizer_states.items():
         params = {}
@@ -67,4 +70,5 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
         per_param = {int(idx): {name: tensors[f"opt.{k}.{idx}.{name}"] for name in names}
                      for idx, names in info["params"].items()}
         states[int(k)] = {"state": per_param, "param_groups": info["param_groups"]}
-    return Checkpoint(meta["round"], tensors["thetas"], states)
+    server = {key.removeprefix("server."): value for key, value in tensors.items() if key.startswith("server.")}
+    return Checkpoint(meta["round"], tensors["thetas"], states, server)

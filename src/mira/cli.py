@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "continues an interrupted comparison.")
     _add_config_args(cmp_)
     cmp_.add_argument("--algorithms", "-a", default="mira,fedit,local", metavar="LIST",
-                      help="comma-separated: mira, fedit, local; 'mira@ground_truth' (or @uniform, @file) "
-                           "picks MIRA's task graph (default: mira,fedit,local)")
+                      help="comma-separated: mira, fedit, local, fedprox, ditto, fedsa_lora, ffa_lora; "
+                           "'mira@ground_truth' (or @uniform, @file, @learned) picks MIRA's task graph "
+                           "(default: mira,fedit,local)")
     cmp_.add_argument("--seeds", default="0", metavar="LIST", help="comma-separated seeds (default: 0)")
     cmp_.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
 

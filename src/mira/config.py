@@ -90,7 +90,8 @@ class TrainConfig:
 @dataclass
 class FederationConfig:
     algorithm: str = "mira"
-    """'mira', 'fedit' or 'local'."""
+    """'mira', 'fedit' (FedAvg of A and B), 'local', 'fedprox', 'ditto', 'fedsa_lora' (A averaged,
+    B local) or 'ffa_lora' (A frozen, B averaged)."""
     rounds: int = 6
     """Communication rounds."""
     sample_fraction: float = 0.34
@@ -106,14 +107,26 @@ class FederationConfig:
     down); 0 = no bound. Updates with NaN/Inf or a wrong shape are always rejected."""
     neighbours: str = "all"
     """Which θ_l enter MIRA's step: 'all' (newest copy of every neighbour) or 'sampled' (FedU)."""
+    mu: float = 0.01
+    """Proximal strength: FedProx's μ, and Ditto's λ pulling personal adapters to the global one."""
 
 
 @dataclass
 class GraphConfig:
     kind: str = "uniform"
-    """'uniform' (complete graph), 'ground_truth' (the data's task families) or 'file'."""
+    """'uniform' (complete graph), 'ground_truth' (the data's task families), 'file', or 'learned'
+    (estimated from the clients' adapter updates during training; starts from graph.path if given,
+    else uniform)."""
     path: str = ""
-    """CSV or JSON K×K matrix, for kind = 'file'."""
+    """CSV or JSON K×K matrix, for kind = 'file' (or the prior of kind = 'learned')."""
+    knn: int = 2
+    """learned: keep each client's knn most similar clients (0 = keep similarities >= threshold)."""
+    threshold: float = 0.5
+    """learned, knn = 0: smallest cosine similarity of two clients' updates that makes an edge."""
+    update_every: int = 1
+    """learned: re-estimate the graph every this many rounds."""
+    smoothing: float = 0.5
+    """learned: weight of a new estimate against the current graph (1 = replace)."""
     normalize: bool = True
     """Divide the weights by the largest weighted degree, so η·λ ≤ 1 is always stable."""
     force: bool = False
@@ -176,9 +189,9 @@ class Config:
 CHOICES = {
     "model.prompt_format": {"chat", "plain"},
     "train.optimizer": {"adamw", "sgd"},
-    "federation.algorithm": {"mira", "fedit", "local"},
+    "federation.algorithm": {"mira", "fedit", "local", "fedprox", "ditto", "fedsa_lora", "ffa_lora"},
     "federation.neighbours": {"all", "sampled"},
-    "graph.kind": {"uniform", "ground_truth", "file"},
+    "graph.kind": {"uniform", "ground_truth", "file", "learned"},
     "data.source": {"synthetic", "natural_instructions", "dolly", "records"},
     "data.partition": {"task", "split", "dirichlet", "iid"},
     "device": {"auto", "cpu", "cuda"},
@@ -187,9 +200,9 @@ CHOICES = {
 POSITIVE = {"model.lora_r", "model.max_length", "train.local_steps", "train.batch_size",
             "train.lr", "federation.rounds", "eval.eval_every", "eval.batch_size",
             "data.train_per_client", "data.test_per_client", "data.clients_per_task", "data.alpha",
-            "eval.max_new_tokens", "flower.round_timeout", "flower.min_replies", "flower.connect_timeout"}
+            "eval.max_new_tokens", "graph.update_every", "flower.round_timeout", "flower.min_replies", "flower.connect_timeout"}
 NON_NEGATIVE = {"model.lora_dropout", "train.weight_decay", "train.grad_clip", "federation.sample_count",
-                "federation.lam", "federation.eta", "federation.max_update_norm", "seed", "checkpoint_every",
+                "federation.lam", "federation.eta", "federation.mu", "graph.knn", "graph.threshold", "federation.max_update_norm", "seed", "checkpoint_every",
                 "data.num_clients", "data.num_positive_examples", "eval.generate_per_client"}
 
 
@@ -260,6 +273,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.path: required when data.source = '{cfg.data.source}'")
     if cfg.data.partition in ("dirichlet", "iid") and cfg.data.num_clients < 1:
         raise ConfigError(f"data.num_clients: required (>= 1) when data.partition = '{cfg.data.partition}'")
+    if not 0 < cfg.graph.smoothing <= 1:
+        raise ConfigError(f"graph.smoothing: must be in (0, 1], got {cfg.graph.smoothing}")
     if cfg.graph.kind == "file" and not cfg.graph.path:
         raise ConfigError("graph.path: required when graph.kind = 'file'")
     if not cfg.name or "/" in cfg.name or cfg.name in {".", ".."}:

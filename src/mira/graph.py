@@ -109,3 +109,67 @@ def check_step(step: float, adjacency: torch.Tensor, force: bool = False) -> Non
             "graph.normalize = true, or set graph.force = true to run anyway.")
     if not math.isfinite(bound):
         raise GraphError(f"η·λ = {step} is not finite")
+
+
+def edge_precision_recall(estimated: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
+    """Precision and recall of the estimated graph's edges (weight > 0) against the true edges."""
+    est, true = estimated > 0, truth > 0
+    est.fill_diagonal_(False)
+    hits = int((est & true).sum())
+    return hits / max(int(est.sum()), 1), hits / max(int(true.sum()), 1)
+
+
+def similarity_graph(thetas: torch.Tensor, initial: torch.Tensor, knn: int, threshold: float) -> torch.Tensor:
+    """A task graph from the clients' adapters: cosine similarity of their updates θ_k − θ_0, negative
+    similarities dropped, kept for each client's `knn` most similar others (or, with knn = 0, where it
+    is at least `threshold`), symmetrised by the larger weight. Clients that have not trained yet
+    (θ_k = θ_0) get no edges."""
+    deltas = thetas - initial
+    norms = deltas.norm(dim=1)
+    unit = deltas / norms.clamp_min(1e-12)[:, None]
+    sim = (unit @ unit.T).clamp_min(0)
+    sim.fill_diagonal_(0)
+    sim[norms == 0] = 0
+    sim[:, norms == 0] = 0
+    if knn > 0:
+        keep = torch.zeros_like(sim, dtype=torch.bool)
+        top = sim.topk(min(knn, len(sim) - 1), dim=1).indices
+        keep.scatter_(1, top, True)
+        sim = sim * keep
+    else:
+        sim = sim * (sim >= threshold)
+    return torch.maximum(sim, sim.T)
+
+
+class GraphEstimator:
+    """MIRA's task graph learned during training from what the server holds anyway, the clients'
+    adapters: re-estimated every `every` rounds with `similarity_graph` and smoothed,
+    A ← (1 − smoothing)·A + smoothing·A_new, per client, once that client has trained (until then its
+    edges stay those of the prior). Normalised to max weighted degree 1 when used."""
+
+    def __init__(self, prior: torch.Tensor, initial: torch.Tensor, knn: int, threshold: float, every: int,
+                 smoothing: float, truth: torch.Tensor | None = None):
+        self.adjacency, self.initial = prior.clone(), initial
+        self.knn, self.threshold, self.every, self.smoothing, self.truth = knn, threshold, every, smoothing, truth
+        self.rounds = 0
+        self.latest: torch.Tensor | None = None
+
+    def update(self, thetas: torch.Tensor) -> torch.Tensor:
+        """Count a round; when due, re-estimate from `thetas`. Returns the (normalised) graph to use."""
+        self.rounds += 1
+        if self.rounds % self.every == 0:
+            self.latest = similarity_graph(thetas, self.initial, self.knn, self.threshold)
+            trained = (thetas != self.initial).any(dim=1)
+            both = trained[:, None] & trained[None, :]
+            mixed = (1 - self.smoothing) * self.adjacency + self.smoothing * self.latest
+            self.adjacency = torch.where(both, mixed, self.adjacency)
+        return normalize_graph(self.adjacency)
+
+    def report(self) -> dict:
+        if self.latest is None:
+            return {}
+        out = {"learned_graph": normalize_graph(self.adjacency).tolist()}
+        if self.truth is not None:
+            precision, recall = edge_precision_recall(self.latest, self.truth)
+            out |= {"edge_precision": precision, "edge_recall": recall}
+        return out

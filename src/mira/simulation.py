@@ -14,7 +14,7 @@ from typing import Protocol
 import torch
 from tqdm.auto import tqdm
 
-from .algorithms import Algorithm, build_algorithm
+from .algorithms import Algorithm, LocalPlan, build_algorithm
 from .algorithms.base import screen_updates
 from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint, save_checkpoint
 from .config import Config, save_config
@@ -23,11 +23,11 @@ from .data.encode import Encoded, batch_schedule, encode
 from .data.partition import summary as partition_summary
 from .evaluate import losses_on, response_tokens
 from .generation import generation_scores
-from .graph import check_step, family_graph, normalize_graph, read_graph, uniform_graph, validate_graph
+from .graph import GraphEstimator, check_step, family_graph, normalize_graph, read_graph, uniform_graph, validate_graph
 from .lora import AdapterLayout, AdapterSlot, save_adapter
 from .model import attach_lora, load_base_model
 from .results import METRICS_JSONL, MetricsWriter, read_history, write_clients
-from .train import train_local
+from .train import is_lora_a, train_local
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def client_seed(seed: int, client: int, round_: int) -> int:
 def build_graph(cfg: Config, clients: list[ClientData]) -> tuple[torch.Tensor, list[str]]:
     """The task graph named by `cfg.graph`, validated (and normalised if asked)."""
     k = len(clients)
-    if cfg.graph.kind == "uniform":
+    if cfg.graph.kind == "uniform" or (cfg.graph.kind == "learned" and not cfg.graph.path):
         adjacency, source = uniform_graph(k), "uniform graph"
     elif cfg.graph.kind == "ground_truth":
         adjacency, source = family_graph([c.family for c in clients]), "ground-truth family graph"
@@ -71,6 +71,8 @@ class ClientUpdate:
     num_examples: int
     train_loss: float
     optimizer_state: dict | None = None
+    global_theta: torch.Tensor | None = None
+    """Under a personal plan (Ditto): the client's trained copy of the global adapter."""
 
 
 @dataclass
@@ -181,27 +183,37 @@ def evaluate(fed: Federation, thetas: torch.Tensor, generate: bool = False) -> d
                                 {k: evaluate_client(fed, k, thetas[k], generate, cross) for k in range(len(fed.clients))})
 
 
-def train_client(fed: Federation, k: int, theta: torch.Tensor, round_: int, optimizer_state: dict | None = None,
+def train_client(fed: Federation, k: int, theta: torch.Tensor, round_: int, plan: LocalPlan,
+                 global_theta: torch.Tensor | None = None, optimizer_state: dict | None = None,
                  on_step=None) -> ClientUpdate:
-    """Client k's local training from `theta` in a round: its batches and dropout are fixed by
-    (seed, k, round), so every runner gets the same numbers."""
+    """Client k's local training from `theta` in a round, as `plan` says: its batches and dropout are
+    fixed by (seed, k, round), so every runner gets the same numbers. Under a personal plan the
+    client first trains `global_theta`, then its own adapter pulled towards `global_theta`."""
     cfg = fed.cfg
     batches = batch_schedule(len(fed.train_sets[k]), cfg.train.batch_size, cfg.train.local_steps, cfg.seed, k, round_)
-    result = train_local(fed.model, fed.slot, theta, fed.train_sets[k], batches, cfg.train, fed.pad_id,
-                         client_seed(cfg.seed, k, round_), optimizer_state, on_step=on_step)
-    return ClientUpdate(k, result.theta, result.num_examples, result.mean_loss, result.optimizer_state)
+
+    def train(start, anchor, mu, state):
+        return train_local(fed.model, fed.slot, start, fed.train_sets[k], batches, cfg.train, fed.pad_id,
+                           client_seed(cfg.seed, k, round_), state, on_step=on_step, anchor=anchor, mu=mu,
+                           freeze_a=plan.freeze_a)
+
+    trained_global = train(global_theta, None, 0.0, None).theta if plan.personal else None
+    result = train(theta, global_theta if plan.personal else theta, plan.mu, optimizer_state)
+    return ClientUpdate(k, result.theta, result.num_examples, result.mean_loss, result.optimizer_state, trained_global)
 
 
-def train_sampled(fed: Federation, thetas: torch.Tensor, round_: int, sampled: list[int],
+def train_sampled(fed: Federation, algorithm: Algorithm, thetas: torch.Tensor, round_: int, sampled: list[int],
                   optimizer_states: dict[int, dict], progress: bool = False) -> list[ClientUpdate]:
     """Local training of the sampled clients, in this process, one after the other."""
     names = [c.name for c in fed.clients]
     updates = []
-    steps = tqdm(total=len(sampled) * fed.cfg.train.local_steps, leave=False, disable=not progress,
+    passes = 2 if algorithm.plan.personal else 1
+    steps = tqdm(total=len(sampled) * fed.cfg.train.local_steps * passes, leave=False, disable=not progress,
                  desc=f"round {round_}")
     for k in sampled:
         steps.set_postfix(client=names[k])
-        update = train_client(fed, k, thetas[k], round_, optimizer_states.get(k), on_step=lambda loss: steps.update())
+        update = train_client(fed, k, thetas[k], round_, algorithm.plan, algorithm.global_theta,
+                              optimizer_states.get(k), on_step=lambda loss: steps.update())
         updates.append(update)
         if update.optimizer_state is not None:
             optimizer_states[k] = update.optimizer_state
@@ -222,8 +234,11 @@ def server_step(algorithm: Algorithm, thetas: torch.Tensor, updates: list[Client
         record["rejected"] = {names[k]: reason for k, reason in rejected.items()}
     if trained:
         sizes = {u.client: u.num_examples for u in updates}
-        thetas = algorithm.aggregate(thetas, trained, {k: sizes[k] for k in trained})
-    return thetas, record
+        globals_ = {u.client: u.global_theta for u in updates if u.client in trained and u.global_theta is not None}
+        if globals_:
+            globals_, _ = screen_updates(algorithm.global_theta.expand(len(thetas), -1), globals_, max_update_norm)
+        thetas = algorithm.aggregate(thetas, trained, {k: sizes[k] for k in trained}, globals_ or None)
+    return thetas, record | algorithm.report()
 
 
 @dataclass
@@ -237,8 +252,8 @@ class RunResult:
 class Backend(Protocol):
     """Where clients train and evaluate: in this process, or on Flower nodes."""
 
-    def train(self, thetas: torch.Tensor, round_: int, sampled: list[int], optimizer_states: dict[int, dict],
-              progress: bool) -> list[ClientUpdate]: ...
+    def train(self, algorithm: Algorithm, thetas: torch.Tensor, round_: int, sampled: list[int],
+              optimizer_states: dict[int, dict], progress: bool) -> list[ClientUpdate]: ...
 
     def evaluate(self, thetas: torch.Tensor, generate: bool) -> dict: ...
 
@@ -249,8 +264,8 @@ class InProcess:
 
     fed: Federation
 
-    def train(self, thetas, round_, sampled, optimizer_states, progress):
-        return train_sampled(self.fed, thetas, round_, sampled, optimizer_states, progress)
+    def train(self, algorithm, thetas, round_, sampled, optimizer_states, progress):
+        return train_sampled(self.fed, algorithm, thetas, round_, sampled, optimizer_states, progress)
 
     def evaluate(self, thetas, generate):
         return evaluate(self.fed, thetas, generate)
@@ -263,16 +278,25 @@ def run(cfg: Config, overwrite: bool = False, progress: bool = True, fed: Federa
     check_run_dir(cfg, overwrite, resume)
     fed = fed or build_federation(cfg)
     log.info("%d clients:\n%s", len(fed.clients), partition_summary(fed.clients))
-    return run_federation(cfg, fed.clients, fed.slot.layout, fed.initial_theta, build_server_rule(cfg, fed.clients),
-                          InProcess(fed), progress, resume)
+    rule = build_server_rule(cfg, fed.clients, fed.slot.layout, fed.initial_theta)
+    return run_federation(cfg, fed.clients, fed.slot.layout, fed.initial_theta, rule, InProcess(fed), progress, resume)
 
 
-def build_server_rule(cfg: Config, clients: list[ClientData]) -> Algorithm:
-    """The algorithm of cfg.federation over the task graph of cfg.graph (notes on the graph logged)."""
+def build_server_rule(cfg: Config, clients: list[ClientData], layout: AdapterLayout,
+                      initial_theta: torch.Tensor) -> Algorithm:
+    """The algorithm of cfg.federation over the task graph of cfg.graph (notes on the graph logged);
+    with graph.kind = 'learned' the graph starts there and is estimated from the adapters."""
     adjacency, notes = build_graph(cfg, clients)
     for note in notes:
         log.warning(note)
-    return build_algorithm(cfg.federation, adjacency)
+    estimator = None
+    if cfg.graph.kind == "learned":
+        g = cfg.graph
+        estimator = GraphEstimator(adjacency, initial_theta, g.knn, g.threshold, g.update_every, g.smoothing,
+                                   truth=family_graph([c.family for c in clients]))
+    a_mask = torch.cat([torch.full((torch.Size(shape).numel(),), is_lora_a(name))
+                        for name, shape in zip(layout.names, layout.shapes)])
+    return build_algorithm(cfg.federation, adjacency, a_mask, estimator)
 
 
 def check_run_dir(cfg: Config, overwrite: bool, resume: bool) -> None:
@@ -290,7 +314,7 @@ def federated_round(cfg: Config, algorithm: Algorithm, backend: Backend, thetas:
     begin = time.perf_counter()
     fcfg = cfg.federation
     sampled = sample_clients(len(names), fcfg.sample_fraction, fcfg.sample_count, cfg.seed, round_)
-    updates = backend.train(thetas, round_, sampled, optimizer_states, progress)
+    updates = backend.train(algorithm, thetas, round_, sampled, optimizer_states, progress)
     traffic = len(sampled) * thetas.shape[1] * 4 if algorithm.communicates else 0
     thetas, trained = server_step(algorithm, thetas, updates, names, round_, fcfg.max_update_norm)
     return thetas, ({"round": round_, "sampled": [names[k] for k in sampled], "bytes_down": traffic,
@@ -307,6 +331,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
     if checkpoint is None:
         start, optimizer_states = 1, {}
         thetas = initial_theta.expand(len(names), -1).clone()
+        algorithm.start(initial_theta)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CHECKPOINT).unlink(missing_ok=True)  # an overwritten run's state must not be resumed
         shutil.rmtree(run_dir / "adapters", ignore_errors=True)
@@ -322,6 +347,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
             raise ValueError(f"{run_dir}: the checkpoint holds adapters of shape {tuple(checkpoint.thetas.shape)}, "
                              f"this configuration makes {expected}")
         start, thetas, optimizer_states = checkpoint.round + 1, checkpoint.thetas, checkpoint.optimizer_states
+        algorithm.load_state_dict(checkpoint.server_state)
         history = read_history(run_dir, up_to_round=checkpoint.round)
         writer = MetricsWriter(run_dir, clients, history)
         save_config(cfg, run_dir / "config.toml")
@@ -338,7 +364,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         writer.write(record)
         history.append(record)
         if cfg.checkpoint_every and (round_ % cfg.checkpoint_every == 0 or round_ == fcfg.rounds):
-            save_checkpoint(run_dir, Checkpoint(round_, thetas, optimizer_states))
+            save_checkpoint(run_dir, Checkpoint(round_, thetas, optimizer_states, algorithm.state_dict()))
 
     adapters = run_dir / "adapters"
     adapters.mkdir(exist_ok=True)

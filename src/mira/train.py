@@ -19,6 +19,11 @@ class LocalResult:
     optimizer_state: dict | None
 
 
+def is_lora_a(name: str) -> bool:
+    """Whether a PEFT parameter name is a LoRA A (down-projection) matrix."""
+    return ".lora_A." in name
+
+
 def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -27,14 +32,22 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.
 
 def train_local(model: torch.nn.Module, slot: AdapterSlot, theta: torch.Tensor, examples: list[Encoded],
                 batches: list[list[int]], cfg: TrainConfig, pad_id: int, seed: int,
-                optimizer_state: dict | None = None, on_step=None) -> LocalResult:
+                optimizer_state: dict | None = None, on_step=None, anchor: torch.Tensor | None = None,
+                mu: float = 0.0, freeze_a: bool = False) -> LocalResult:
     """Load `theta` into the model, run one optimiser step per batch, return the trained adapter.
 
     `seed` fixes dropout; `optimizer_state` resumes the client's optimiser (else a fresh one);
-    `on_step(loss)` is called after every step (progress bars).
+    `on_step(loss)` is called after every step (progress bars). With `anchor` and `mu` > 0 the loss
+    gets the proximal term (mu/2)·‖θ − anchor‖² (FedProx, Ditto); `freeze_a` leaves the LoRA A
+    matrices as they are (FFA-LoRA).
     """
     slot.set(theta)
-    optimizer = make_optimizer(slot.params, cfg)
+    trainable = [p for p, name in zip(slot.params, slot.layout.names) if not (freeze_a and is_lora_a(name))]
+    optimizer = make_optimizer(trainable, cfg)
+    anchors = None
+    if anchor is not None and mu > 0:
+        anchors = [a.view_as(p).to(p.device) for a, p in zip(torch.split(anchor, [p.numel() for p in slot.params]),
+                                                             slot.params)]
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     device = slot.params[0].device
@@ -44,11 +57,16 @@ def train_local(model: torch.nn.Module, slot: AdapterSlot, theta: torch.Tensor, 
     for batch_ids in batches:
         batch = {k: v.to(device) for k, v in collate([examples[i] for i in batch_ids], pad_id).items()}
         loss = model(**batch).loss
-        loss.backward()
+        objective = loss
+        if anchors is not None:
+            objective = loss + mu / 2 * sum(((p - a) ** 2).sum() for p, a in zip(slot.params, anchors))
+        objective.backward()
         if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(slot.params, cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        for p in slot.params:
+            p.grad = None
         losses.append(loss.item())
         if on_step is not None:
             on_step(losses[-1])

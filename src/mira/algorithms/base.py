@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import torch
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    """How a sampled client trains, beyond R steps on its own loss."""
+
+    mu: float = 0.0
+    """Proximal pull (mu/2)·‖θ − anchor‖²; the anchor is the adapter received (FedProx) or, with
+    `personal`, the global adapter (Ditto)."""
+    freeze_a: bool = False
+    """Leave the LoRA A matrices untrained (FFA-LoRA)."""
+    personal: bool = False
+    """Ditto: the client also trains the server's global adapter and returns it."""
 
 
 class Algorithm(ABC):
@@ -14,14 +28,33 @@ class Algorithm(ABC):
     name: str
     communicates = True
     """Whether clients exchange adapters with the server (False: nothing is sent, e.g. Local)."""
+    plan = LocalPlan()
+    global_theta: torch.Tensor | None = None
+    """A server-held adapter besides the per-client rows (Ditto's global model), sent with each task."""
 
     @abstractmethod
     def aggregate(self, thetas: torch.Tensor, trained: dict[int, torch.Tensor],
-                  num_examples: dict[int, int]) -> torch.Tensor:
-        """Return the new (K × P) state after the sampled clients returned `trained` adapters.
+                  num_examples: dict[int, int], trained_global: dict[int, torch.Tensor] | None = None
+                  ) -> torch.Tensor:
+        """Return the new (K × P) state after the sampled clients returned `trained` adapters (and,
+        under a personal plan, their trained copies of the global adapter).
 
         `thetas` holds the state before the round and is not modified.
         """
+
+    def start(self, initial_theta: torch.Tensor) -> None:
+        """Set up server state for a fresh run whose clients all start from `initial_theta`."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Server state a checkpoint must hold to resume exactly (beyond the K × P rows)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what `state_dict` returned."""
+
+    def report(self) -> dict:
+        """Extra metrics for the round's record (e.g. the learned graph)."""
+        return {}
 
 
 def with_trained_rows(thetas: torch.Tensor, trained: dict[int, torch.Tensor]) -> torch.Tensor:

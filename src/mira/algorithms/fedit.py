@@ -20,5 +20,5 @@ def weighted_mean(trained: dict[int, torch.Tensor], num_examples: dict[int, int]
 class FedIT(Algorithm):
     name = "fedit"
 
-    def aggregate(self, thetas, trained, num_examples) -> torch.Tensor:
+    def aggregate(self, thetas, trained, num_examples, trained_global=None) -> torch.Tensor:
         return weighted_mean(trained, num_examples).expand_as(thetas).clone()

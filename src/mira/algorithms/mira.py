@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..graph import laplacian
+from ..graph import GraphEstimator, laplacian
 from .base import Algorithm, with_trained_rows
 
 
@@ -34,19 +34,36 @@ def laplacian_step(thetas: torch.Tensor, adjacency: torch.Tensor, step: float,
 
 class Mira(Algorithm):
     """MIRA's server rule. `neighbours='all'` uses the newest copy of every neighbour (default);
-    `'sampled'` lets only this round's sampled clients contribute, as in FedU."""
+    `'sampled'` lets only this round's sampled clients contribute, as in FedU. With an `estimator`
+    the graph is learned from the adapters during training (graph.kind = 'learned')."""
 
     name = "mira"
 
-    def __init__(self, adjacency: torch.Tensor, step: float, neighbours: str = "all"):
+    def __init__(self, adjacency: torch.Tensor, step: float, neighbours: str = "all",
+                 estimator: GraphEstimator | None = None):
         if neighbours not in ("all", "sampled"):
             raise ValueError(f"neighbours must be 'all' or 'sampled', got {neighbours!r}")
         self.adjacency = adjacency
         self.step = step
         self.neighbours = neighbours
+        self.estimator = estimator
 
-    def aggregate(self, thetas, trained, num_examples) -> torch.Tensor:
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        if self.estimator is None:
+            return {}
+        return {"adjacency": self.estimator.adjacency, "graph_rounds": torch.tensor(self.estimator.rounds)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if self.estimator is not None:
+            self.estimator.adjacency, self.estimator.rounds = state["adjacency"], int(state["graph_rounds"])
+
+    def report(self) -> dict:
+        return self.estimator.report() if self.estimator is not None else {}
+
+    def aggregate(self, thetas, trained, num_examples, trained_global=None) -> torch.Tensor:
         sampled = sorted(trained)
+        if self.estimator is not None:
+            self.adjacency = self.estimator.update(with_trained_rows(thetas, trained))
         adjacency = self.adjacency
         if self.neighbours == "sampled":
             mask = torch.zeros(len(thetas), dtype=adjacency.dtype)

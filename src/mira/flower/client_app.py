@@ -7,7 +7,8 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from ..simulation import Federation, build_federation, evaluate_client, train_client
-from .transport import ADAPTER, ALL_ADAPTERS, CONFIG, METRICS, adapter_record, read_adapter, read_adapters, read_config
+from .transport import (ADAPTER, ALL_ADAPTERS, CONFIG, GLOBAL, METRICS, adapter_record, read_adapter, read_adapters,
+                        read_config, read_plan)
 
 app = ClientApp()
 
@@ -56,11 +57,15 @@ def train(msg: Message, context: Context) -> Message:
     """Local training of this node's client from the adapter the server sent."""
     fed, k = _client(msg, context)
     precision = fed.cfg.flower.precision
-    theta = read_adapter(msg.content[ADAPTER], fed.slot.layout, precision)
-    update = train_client(fed, k, theta, int(msg.content[CONFIG]["round"]))
+    layout = fed.slot.layout
+    theta = read_adapter(msg.content[ADAPTER], layout, precision)
+    global_theta = read_adapter(msg.content[GLOBAL], layout, precision) if GLOBAL in msg.content else None
+    update = train_client(fed, k, theta, int(msg.content[CONFIG]["round"]), read_plan(msg.content[CONFIG]), global_theta)
     metrics = MetricRecord({"partition-id": k, "train-loss": update.train_loss, "num-examples": update.num_examples})
-    return Message(RecordDict({ADAPTER: adapter_record(update.theta, fed.slot.layout, precision), METRICS: metrics}),
-                   reply_to=msg)
+    reply = RecordDict({ADAPTER: adapter_record(update.theta, layout, precision), METRICS: metrics})
+    if update.global_theta is not None:
+        reply[GLOBAL] = adapter_record(update.global_theta, layout, precision)
+    return Message(reply, reply_to=msg)
 
 
 @app.evaluate()

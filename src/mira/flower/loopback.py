@@ -122,5 +122,8 @@ class Loopback:
 
 
 def _toml(value: str | bool) -> str:
-    """A run-config value as TOML (strings quoted and escaped)."""
+    """A run-config value as TOML: a literal string where it can be (Flower's parser of
+    `--run-config` pairs does not take escaped quotes), else a basic string."""
+    if isinstance(value, str) and "'" not in value:
+        return f"'{value}'"
     return tomli_w.dumps({"v": value})[4:].strip()

@@ -20,8 +20,8 @@ from ..data import ClientData
 from ..lora import AdapterLayout
 from ..simulation import (ClientEvaluation, ClientUpdate, RunResult, build_model, build_server_rule, check_run_dir,
                           run_federation, summarise_evaluation)
-from .transport import (ADAPTER, ALL_ADAPTERS, CONFIG, METRICS, adapter_record, adapters_record, config_record,
-                        read_adapter)
+from .transport import (ADAPTER, ALL_ADAPTERS, CONFIG, GLOBAL, METRICS, adapter_record, adapters_record,
+                        config_record, read_adapter)
 
 log = logging.getLogger(__name__)
 app = ServerApp()
@@ -88,19 +88,23 @@ class FlowerBackend:
                                f"flower.min_replies = {self.cfg.flower.min_replies}; the last checkpoint is intact")
         return good
 
-    def train(self, thetas, round_, sampled, optimizer_states, progress):
+    def train(self, algorithm, thetas, round_, sampled, optimizer_states, progress):
         precision = self.cfg.flower.precision
+        shared = {GLOBAL: adapter_record(algorithm.global_theta, self.layout, precision)} if algorithm.plan.personal else {}
         contents = {k: RecordDict({ADAPTER: adapter_record(thetas[k], self.layout, precision),
-                                   CONFIG: config_record(self.cfg, round_)}) for k in sampled}
+                                   CONFIG: config_record(self.cfg, round_, plan=algorithm.plan), **shared})
+                    for k in sampled}
         updates = []
         for k, reply in self._exchange(MessageType.TRAIN, contents, f"round {round_}").items():
             try:
                 theta = read_adapter(reply.content[ADAPTER], self.layout, precision)
+                global_theta = read_adapter(reply.content[GLOBAL], self.layout, precision) if shared else None
             except (KeyError, ValueError) as exc:
                 log.warning("round %d: rejected the adapter of client %s (%s)", round_, self.names[k], exc)
                 continue
             metrics = reply.content[METRICS]
-            updates.append(ClientUpdate(k, theta, int(metrics["num-examples"]), float(metrics["train-loss"])))
+            updates.append(ClientUpdate(k, theta, int(metrics["num-examples"]), float(metrics["train-loss"]),
+                                        global_theta=global_theta))
         return updates
 
     def evaluate(self, thetas: torch.Tensor, generate: bool) -> dict:
@@ -124,11 +128,12 @@ def run_on_grid(grid: Grid, cfg: Config, resume: bool = False, overwrite: bool =
         raise ConfigError("train.persistent_optimizer is not supported on Flower nodes (they keep no state)")
     check_run_dir(cfg, overwrite, resume)
     _, _, slot = build_model(cfg)  # the layout and the initial adapter every client starts from
-    backend = FlowerBackend(grid, cfg, slot.layout)
+    layout, initial_theta = slot.layout, slot.get()
+    backend = FlowerBackend(grid, cfg, layout)
     clients = backend.connect()
     log.info("writing the run to %s", cfg.run_dir.resolve())
-    return run_federation(cfg, clients, slot.layout, slot.get(), build_server_rule(cfg, clients), backend,
-                          progress=False, resume=resume)
+    return run_federation(cfg, clients, layout, initial_theta, build_server_rule(cfg, clients, layout, initial_theta),
+                          backend, progress=False, resume=resume)
 
 
 @app.main()

@@ -8,10 +8,11 @@ import tomllib
 import torch
 from flwr.app import ArrayRecord, ConfigRecord
 
+from ..algorithms import LocalPlan
 from ..config import Config, config_text, from_dict
 from ..lora import AdapterLayout
 
-ADAPTER, ALL_ADAPTERS, CONFIG, METRICS = "adapter", "all-adapters", "config", "metrics"
+ADAPTER, ALL_ADAPTERS, GLOBAL, CONFIG, METRICS = "adapter", "all-adapters", "global", "config", "metrics"
 
 
 def _encode(tensor: torch.Tensor, precision: str) -> torch.Tensor:
@@ -48,9 +49,14 @@ def read_adapters(record: ArrayRecord, precision: str) -> torch.Tensor:
     return _decode(record.to_torch_state_dict()["thetas"], precision)
 
 
-def config_record(cfg: Config, round_: int, generate: bool = False) -> ConfigRecord:
-    """The server's whole configuration (so clients need no copy of it) and the round."""
-    return ConfigRecord({"mira-config": config_text(cfg), "round": round_, "generate": generate})
+def config_record(cfg: Config, round_: int, generate: bool = False, plan: LocalPlan = LocalPlan()) -> ConfigRecord:
+    """The server's whole configuration (so clients need no copy of it), the round and how to train."""
+    return ConfigRecord({"mira-config": config_text(cfg), "round": round_, "generate": generate, "mu": plan.mu,
+                         "freeze-a": plan.freeze_a, "personal": plan.personal})
+
+
+def read_plan(record: ConfigRecord) -> LocalPlan:
+    return LocalPlan(mu=float(record["mu"]), freeze_a=bool(record["freeze-a"]), personal=bool(record["personal"]))
 
 
 def read_config(record: ConfigRecord) -> tuple[str, Config]:

@@ -1,0 +1,111 @@
+"""Server rules and local objectives of the personalised-LoRA baselines, on hand-computed numbers,
+and the learned task graph."""
+
+import torch
+
+from mira.algorithms import Ditto, FedProx, FedSALoRA, FFALoRA, Mira
+from mira.config import load_config
+from mira.graph import GraphEstimator, edge_precision_recall, family_graph, similarity_graph, uniform_graph
+from mira.simulation import build_federation, run, train_client
+
+# Three clients; the flat adapter is [a1, a2, b1, b2]: two LoRA A coordinates, then two B.
+THETAS = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0], [9.0, 10.0, 11.0, 12.0]])
+TRAINED = {0: torch.tensor([2.0, 2.0, 2.0, 2.0]), 2: torch.tensor([4.0, 8.0, 6.0, 0.0])}
+SIZES = {0: 1, 2: 3}  # weights 1/4 and 3/4
+A_MASK = torch.tensor([True, True, False, False])
+
+
+def test_fedprox_and_ffa_lora_average_like_fedavg():
+    # (1·[2,2,2,2] + 3·[4,8,6,0]) / 4 = [3.5, 6.5, 5, 0.5], given to every client.
+    for rule in (FedProx(mu=0.1), FFALoRA()):
+        out = rule.aggregate(THETAS, TRAINED, SIZES)
+        torch.testing.assert_close(out, torch.tensor([[3.5, 6.5, 5.0, 0.5]] * 3))
+    assert FedProx(mu=0.1).plan.mu == 0.1 and FFALoRA().plan.freeze_a
+
+
+def test_fedsa_lora_shares_a_and_keeps_b_local():
+    out = FedSALoRA(A_MASK).aggregate(THETAS, TRAINED, SIZES)
+    expected = torch.tensor([[3.5, 6.5, 2.0, 2.0],     # averaged A, its own trained B
+                             [3.5, 6.5, 7.0, 8.0],     # not sampled: averaged A, B as before
+                             [3.5, 6.5, 6.0, 0.0]])
+    torch.testing.assert_close(out, expected)
+
+
+def test_ditto_averages_the_global_copies_and_keeps_personal_rows():
+    ditto = Ditto(mu=0.5)
+    ditto.start(torch.zeros(4))
+    trained_global = {0: torch.tensor([4.0, 0.0, 0.0, 0.0]), 2: torch.tensor([0.0, 4.0, 0.0, 8.0])}
+    out = ditto.aggregate(THETAS, TRAINED, SIZES, trained_global)
+    torch.testing.assert_close(out, torch.stack([TRAINED[0], THETAS[1], TRAINED[2]]))
+    torch.testing.assert_close(ditto.global_theta, torch.tensor([1.0, 3.0, 0.0, 6.0]))
+    assert torch.equal(ditto.state_dict()["global"], ditto.global_theta)
+
+
+def test_similarity_graph_keeps_nearest_neighbours_and_skips_untrained():
+    initial = torch.zeros(3)
+    thetas = torch.tensor([[1.0, 0.1, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    graph = similarity_graph(thetas, initial, knn=1, threshold=0.0)
+    cos01 = 1 / (1.01 ** 0.5)
+    expected = torch.zeros(4, 4)
+    expected[0, 1] = expected[1, 0] = cos01  # 2's nearest has similarity 0: no edge; 3 never trained
+    torch.testing.assert_close(graph, expected)
+    torch.testing.assert_close(similarity_graph(thetas, initial, knn=0, threshold=0.5), expected)
+
+
+def test_graph_estimator_smooths_towards_the_estimate_for_trained_clients():
+    initial = torch.zeros(2)
+    estimator = GraphEstimator(uniform_graph(3), initial, knn=1, threshold=0.0, every=1, smoothing=0.5,
+                               truth=family_graph(["x", "x", "y"]))
+    thetas = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 0.0]])  # client 2 has not trained
+    used = estimator.update(thetas)
+    expected = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    expected[0, 1] = expected[1, 0] = 0.5 * 1 + 0.5 * 1.0  # cos = 1 between clients 0 and 1
+    torch.testing.assert_close(estimator.adjacency, expected)
+    torch.testing.assert_close(used, expected / 2)  # normalised to max weighted degree 1
+    assert estimator.report()["edge_precision"] == 1.0 and estimator.report()["edge_recall"] == 1.0
+
+
+def test_edge_precision_recall():
+    truth = family_graph(["a", "a", "b", "b"])
+    est = torch.zeros(4, 4)
+    est[0, 1] = est[1, 0] = est[0, 2] = est[2, 0] = 1.0
+    assert edge_precision_recall(est, truth) == (0.5, 0.5)
+
+
+def test_estimator_recovers_planted_families():
+    torch.manual_seed(0)
+    families = [f for f in "abc" for _ in range(3)]
+    directions = {f: torch.randn(64) for f in "abc"}
+    initial = torch.randn(64)
+    thetas = torch.stack([initial + directions[f] + 0.3 * torch.randn(64) for f in families])
+    estimator = GraphEstimator(uniform_graph(9), initial, knn=2, threshold=0.0, every=1, smoothing=1.0,
+                               truth=family_graph(families))
+    estimator.update(thetas)
+    assert (estimator.report()["edge_precision"], estimator.report()["edge_recall"]) == (1.0, 1.0)
+    assert torch.equal(estimator.adjacency > 0, family_graph(families) > 0)
+
+
+def test_server_state_survives_resume(tiny_config):
+    """Ditto's global adapter and a learned graph are in the checkpoint: 2 rounds + resume to 3
+    equals 3 rounds straight."""
+    for i, overrides in enumerate((["federation.algorithm=ditto", "federation.mu=0.1"], ["graph.kind=learned"])):
+        straight = run(tiny_config(*overrides, "federation.rounds=3", f"name=straight{i}"), progress=False)
+        run(tiny_config(*overrides, "federation.rounds=2", f"name=resumed{i}"), progress=False)
+        resumed = run(tiny_config(*overrides, "federation.rounds=3", f"name=resumed{i}"), progress=False, resume=True)
+        torch.testing.assert_close(resumed.thetas, straight.thetas, rtol=0, atol=1e-6)
+        assert not torch.equal(straight.thetas[0], straight.thetas[1])
+
+
+def test_local_objectives(tiny_config):
+    fed = build_federation(tiny_config())
+    start = fed.initial_theta
+    frozen = train_client(fed, 0, start, 1, FFALoRA.plan).theta
+    mask = torch.cat([torch.full((torch.Size(s).numel(),), ".lora_A." in n) for n, s in
+                      zip(fed.slot.layout.names, fed.slot.layout.shapes)])
+    assert torch.equal(frozen[mask], start[mask]) and not torch.equal(frozen[~mask], start[~mask])
+    plain = train_client(fed, 0, start, 1, FedProx(0.0).plan).theta
+    pulled = train_client(fed, 0, start, 1, FedProx(1e4).plan).theta
+    assert (pulled - start).norm() < (plain - start).norm()
+    personal = train_client(fed, 0, start + 1, 1, Ditto(1e4).plan, global_theta=start)
+    assert personal.global_theta is not None
+    assert (personal.theta - start).norm() < (start + 1 - start).norm()  # pulled towards the global adapter
