@@ -17,10 +17,12 @@ A_MASK = torch.tensor([True, True, False, False])
 
 def test_fedprox_and_ffa_lora_average_like_fedavg():
     # (1·[2,2,2,2] + 3·[4,8,6,0]) / 4 = [3.5, 6.5, 5, 0.5], given to every client.
-    for rule in (FedProx(mu=0.1), FFALoRA()):
+    for rule in (FedProx(mu=0.1), FFALoRA(A_MASK)):
         out = rule.aggregate(THETAS, TRAINED, SIZES)
         torch.testing.assert_close(out, torch.tensor([[3.5, 6.5, 5.0, 0.5]] * 3))
-    assert FedProx(mu=0.1).plan.mu == 0.1 and FFALoRA().plan.freeze_a
+    assert FedProx(mu=0.1).plan.mu == 0.1 and FFALoRA(A_MASK).plan.freeze_a
+    assert (FFALoRA(A_MASK).bytes_per_client(4), FedSALoRA(A_MASK).bytes_per_client(4), FedProx(0.1).bytes_per_client(4)) \
+        == (8, 8, 16)  # only B, only A, everything
 
 
 def test_fedsa_lora_shares_a_and_keeps_b_local():

@@ -315,7 +315,7 @@ def federated_round(cfg: Config, algorithm: Algorithm, backend: Backend, thetas:
     fcfg = cfg.federation
     sampled = sample_clients(len(names), fcfg.sample_fraction, fcfg.sample_count, cfg.seed, round_)
     updates = backend.train(algorithm, thetas, round_, sampled, optimizer_states, progress)
-    traffic = len(sampled) * thetas.shape[1] * 4 if algorithm.communicates else 0
+    traffic = len(sampled) * algorithm.bytes_per_client(thetas.shape[1])
     thetas, trained = server_step(algorithm, thetas, updates, names, round_, fcfg.max_update_norm)
     return thetas, ({"round": round_, "sampled": [names[k] for k in sampled], "bytes_down": traffic,
                      "bytes_up": traffic} | trained | {"train_seconds": time.perf_counter() - begin})

@@ -3,6 +3,8 @@ is trained and averaged, so the average of the B's is the exact average of the u
 
 from __future__ import annotations
 
+import torch
+
 from .base import LocalPlan
 from .fedit import FedIT
 
@@ -10,3 +12,10 @@ from .fedit import FedIT
 class FFALoRA(FedIT):
     name = "ffa_lora"
     plan = LocalPlan(freeze_a=True)
+
+    def __init__(self, a_mask: torch.Tensor):
+        """`a_mask`: boolean (P,), True at the coordinates of LoRA A matrices (they never travel)."""
+        self.a_mask = a_mask
+
+    def bytes_per_client(self, numel: int) -> int:
+        return int((~self.a_mask).sum()) * 4  # only B travels
