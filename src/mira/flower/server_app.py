@@ -52,7 +52,8 @@ class FlowerBackend:
             new = [n for n in self.grid.get_node_ids() if n not in self.nodes.values()]
             content = RecordDict({CONFIG: config_record(self.cfg, 0)})
             messages = [Message(content, dst_node_id=n, message_type=MessageType.QUERY) for n in new]
-            for reply in self.grid.send_and_receive(messages, timeout=self.cfg.flower.round_timeout) if new else ():
+            wait = max(1.0, deadline - time.monotonic())
+            for reply in self.grid.send_and_receive(messages, timeout=wait) if new else ():
                 if reply.has_error():  # a node that cannot load its client will not recover by waiting
                     raise RuntimeError(f"node {reply.metadata.src_node_id} cannot hold a client: {reply.error.reason}")
                 metrics = reply.content[METRICS]
