@@ -24,10 +24,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _bin(name: str) -> str:
-    """A Flower executable from the running environment (a venv need not be on PATH)."""
-    path = Path(sys.executable).parent / name
-    return str(path) if path.exists() else name
+def flower_env(home: Path) -> dict[str, str]:
+    """Environment for a Flower process: its own FLWR_HOME, and this Python's scripts first on PATH
+    (Flower starts helpers such as flower-superexec by name; a venv need not be activated)."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "FLWR_HOME": str(home), "PATH": path, "PYTHONUNBUFFERED": "1"}
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> None:
@@ -55,7 +56,7 @@ class Loopback:
     def __enter__(self) -> Loopback:
         self.root.mkdir(parents=True, exist_ok=True)
         try:
-            self._start("superlink", [_bin("flower-superlink"), "--insecure", "--host", "127.0.0.1", "--port",
+            self._start("superlink", ["flower-superlink", "--insecure", "--host", "127.0.0.1", "--port",
                                       str(self.port), "--disable-runtime-dependency-installation"], self.root / "superlink")
             _wait_for_port(self.port, self.processes["superlink"], 60)
             for k in range(self.num_nodes):
@@ -70,14 +71,13 @@ class Loopback:
 
     def _start(self, name: str, command: list[str], home: Path) -> None:
         home.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "FLWR_HOME": str(home), "PYTHONUNBUFFERED": "1"}
         with open(self.root / f"{name}.log", "ab") as log:
-            self.processes[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+            self.processes[name] = subprocess.Popen(command, env=flower_env(home), stdout=log, stderr=subprocess.STDOUT,
                                                     cwd=home, start_new_session=True)
 
     def start_node(self, k: int, node_config: str = "") -> None:
         """Start the SuperNode holding partition k."""
-        self._start(f"node{k}", [_bin("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{self.port}",
+        self._start(f"node{k}", ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{self.port}",
                                  "--host", "127.0.0.1", "--port", str(free_port()), "--node-config",
                                  f"partition-id={k} num-partitions={self.num_nodes} {node_config}".strip()],
                     self.root / f"node{k}")
@@ -94,8 +94,8 @@ class Loopback:
         home.mkdir(exist_ok=True)
         (home / "config.toml").write_text(f'[superlink.{FEDERATION}]\naddress = "127.0.0.1:{self.port}"\ninsecure = true\n')
         pairs = " ".join(f"{k}={_toml(v)}" for k, v in run_config.items())
-        process = subprocess.Popen([_bin("flwr"), "run", str(app_dir), FEDERATION, "--stream", "--run-config", pairs],
-                                   env={**os.environ, "FLWR_HOME": str(home)}, stdout=subprocess.PIPE,
+        process = subprocess.Popen(["flwr", "run", str(app_dir), FEDERATION, "--stream", "--run-config", pairs],
+                                   env=flower_env(home), stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.processes[f"run{len(self.processes)}"] = process
         return process
