@@ -161,7 +161,7 @@ def plot(out: Path, variants: list[VariantRuns], clients: list[dict], final_loca
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names) * len(variants) / 2), 4))
+    fig, ax = plt.subplots(figsize=(min(16, max(6, 0.9 * len(names) * len(variants) / 2)), 4.5))
     width = 0.8 / len(variants)
     for i, v in enumerate(variants):
         means = [statistics.fmean(final_local[v.label][n]) for n in names]
