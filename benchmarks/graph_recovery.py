@@ -17,7 +17,6 @@ import torch
 from mira.config import load_config
 from mira.graph import edge_precision_recall, family_graph, similarity_graph
 from mira.simulation import build_federation, run
-from mira.train import is_lora_a
 
 
 def main() -> None:
@@ -35,7 +34,7 @@ def main() -> None:
         thetas = run(cfg, progress=False, fed=fed).thetas
     truth = family_graph([c.family for c in fed.clients])
     layout, initial = fed.slot.layout, fed.initial_theta
-    a_mask = torch.cat([torch.full((torch.Size(s).numel(),), is_lora_a(n)) for n, s in zip(layout.names, layout.shapes)])
+    a_mask = layout.lora_a_mask()
     print(f"{args.model}, {len(fed.clients)} clients in 3 families, {args.local_steps} local steps, seed {args.seed}")
     print("update used    knn  precision  recall")
     for label, mask in (("A and B", torch.ones_like(a_mask)), ("B only", ~a_mask), ("A only", a_mask)):

@@ -3,8 +3,7 @@ and the learned task graph."""
 
 import torch
 
-from mira.algorithms import Ditto, FedProx, FedSALoRA, FFALoRA, Mira
-from mira.config import load_config
+from mira.algorithms import Ditto, FedProx, FedSALoRA, FFALoRA
 from mira.graph import GraphEstimator, edge_precision_recall, family_graph, similarity_graph, uniform_graph
 from mira.simulation import build_federation, run, train_client
 
@@ -102,8 +101,7 @@ def test_local_objectives(tiny_config):
     fed = build_federation(tiny_config())
     start = fed.initial_theta
     frozen = train_client(fed, 0, start, 1, FFALoRA.plan).theta
-    mask = torch.cat([torch.full((torch.Size(s).numel(),), ".lora_A." in n) for n, s in
-                      zip(fed.slot.layout.names, fed.slot.layout.shapes)])
+    mask = fed.slot.layout.lora_a_mask()
     assert torch.equal(frozen[mask], start[mask]) and not torch.equal(frozen[~mask], start[~mask])
     plain = train_client(fed, 0, start, 1, FedProx(0.0).plan).theta
     pulled = train_client(fed, 0, start, 1, FedProx(1e4).plan).theta

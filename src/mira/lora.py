@@ -15,6 +15,11 @@ from safetensors.torch import load_file, save_file
 from torch.nn.utils import parameters_to_vector
 
 
+def is_lora_a(name: str) -> bool:
+    """Whether a PEFT parameter name is a LoRA A (down-projection) matrix."""
+    return ".lora_A." in name
+
+
 @dataclass(frozen=True)
 class AdapterLayout:
     """Names and shapes of the adapter tensors, in flattening order."""
@@ -25,6 +30,11 @@ class AdapterLayout:
     @property
     def numel(self) -> int:
         return sum(torch.Size(s).numel() for s in self.shapes)
+
+    def lora_a_mask(self) -> torch.Tensor:
+        """Boolean (P,): True at the coordinates of LoRA A matrices in the flat adapter."""
+        return torch.cat([torch.full((torch.Size(shape).numel(),), is_lora_a(name))
+                          for name, shape in zip(self.names, self.shapes)])
 
     def unflatten(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
         """Split a flat vector into named tensors (views of `vector`)."""

@@ -27,7 +27,7 @@ from .graph import GraphEstimator, check_step, family_graph, normalize_graph, re
 from .lora import AdapterLayout, AdapterSlot, save_adapter
 from .model import attach_lora, load_base_model
 from .results import METRICS_JSONL, MetricsWriter, read_history, write_clients
-from .train import is_lora_a, train_local
+from .train import train_local
 
 log = logging.getLogger(__name__)
 
@@ -294,9 +294,7 @@ def build_server_rule(cfg: Config, clients: list[ClientData], layout: AdapterLay
         g = cfg.graph
         estimator = GraphEstimator(adjacency, initial_theta, g.knn, g.threshold, g.update_every, g.smoothing,
                                    truth=family_graph([c.family for c in clients]))
-    a_mask = torch.cat([torch.full((torch.Size(shape).numel(),), is_lora_a(name))
-                        for name, shape in zip(layout.names, layout.shapes)])
-    return build_algorithm(cfg.federation, adjacency, a_mask, estimator)
+    return build_algorithm(cfg.federation, adjacency, layout.lora_a_mask(), estimator)
 
 
 def check_run_dir(cfg: Config, overwrite: bool, resume: bool) -> None:

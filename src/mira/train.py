@@ -8,7 +8,7 @@ import torch
 
 from .config import TrainConfig
 from .data.encode import Encoded, collate
-from .lora import AdapterSlot
+from .lora import AdapterSlot, is_lora_a
 
 
 @dataclass
@@ -17,11 +17,6 @@ class LocalResult:
     mean_loss: float
     num_examples: int
     optimizer_state: dict | None
-
-
-def is_lora_a(name: str) -> bool:
-    """Whether a PEFT parameter name is a LoRA A (down-projection) matrix."""
-    return ".lora_A." in name
 
 
 def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -25,8 +25,10 @@ def build_algorithm(cfg: FederationConfig, adjacency: torch.Tensor, a_mask: torc
     graph), the proximal ones with cfg.mu; `a_mask` marks the LoRA A coordinates (FedSA-LoRA)."""
     if cfg.algorithm == "mira":
         return Mira(adjacency, step=cfg.eta * cfg.lam, neighbours=cfg.neighbours, estimator=estimator)
-    if cfg.algorithm in ("fedit", "local"):
-        return {"fedit": FedIT, "local": Local}[cfg.algorithm]()
+    if cfg.algorithm == "fedit":
+        return FedIT()
+    if cfg.algorithm == "local":
+        return Local()
     if cfg.algorithm == "ffa_lora":
         return FFALoRA(a_mask)
     if cfg.algorithm == "fedprox":
