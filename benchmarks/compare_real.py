@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -62,9 +64,10 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra config overrides (recorded with the results)")
+    parser.add_argument("--tag", default="", help="suffix of the results folder, for a variant of the setup")
     args = parser.parse_args()
 
-    name = f"{args.dataset}-{args.model.replace('/', '_')}"
+    name = f"{args.dataset}-{args.model.replace('/', '_')}" + (f"-{args.tag}" if args.tag else "")
     overrides = [*DATASETS[args.dataset], *BUDGET, f"model.name='{args.model}'", f"name='{name}'",
                  f"out_dir='{ROOT / 'runs' / 'benchmarks'}'", *args.overrides]
     cfg = load_config(None, overrides)
@@ -75,9 +78,7 @@ def main() -> None:
     for path in paths + [out / "config.toml"]:
         shutil.copy(path, target / path.name)
     (target / "run.json").write_text(json.dumps({"device": device_name(), "torch": torch.__version__,
-                                                 "command": f"python benchmarks/compare_real.py --dataset {args.dataset} "
-                                                            f"--seeds {args.seeds} --algorithms {args.algorithms} "
-                                                            f"--model {args.model}",
+                                                 "command": "python " + shlex.join(["benchmarks/compare_real.py", *sys.argv[1:]]),
                                                  "overrides": overrides}, indent=1))
     print((target / "results.md").read_text())
     print(f"results in {target}/")

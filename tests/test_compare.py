@@ -55,3 +55,13 @@ def test_compare_continues_and_report_errors(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no finished runs" in capsys.readouterr().err
     assert main(["compare", "--seeds", "a,b"]) == 2
+
+    # the comparison's record decides what is reported: its variants first, extras only with its seeds
+    out = tmp_path / "compare"
+    (out / "comparison.json").write_text(json.dumps({"variants": ["fedit", "local"], "seeds": [0]}))
+    (out / "mira-s0").rename(out / "mira-s3")
+    assert main(["report", str(out)]) == 0
+    assert "| client | family | fedit | local | mira+ground_truth |" in (out / "results.md").read_text()
+    (out / "comparison.json").write_text(json.dumps({"variants": ["fedit", "local"], "seeds": [0, 1]}))
+    assert main(["report", str(out)]) == 2
+    assert "fedit, local not finished for seeds [0, 1]" in capsys.readouterr().err

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 import statistics
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 from .results import CLIENTS_JSON, COMPARISON_JSON, read_history
 
+log = logging.getLogger(__name__)
 SUBRUN = re.compile(r"^(?P<variant>.+)-s(?P<seed>\d+)$")
 
 
@@ -51,7 +54,12 @@ def _std(values) -> float:
 
 
 def load_comparison(comparison_dir: Path) -> tuple[list[VariantRuns], list[dict]]:
-    """The finished sub-runs of a comparison, grouped by variant (in first-seen order), and the clients."""
+    """The finished sub-runs of a comparison, grouped by variant, and the clients.
+
+    With the comparison's record (comparison.json) its variants come first, in the order asked, and
+    must all be finished for its seeds; other variants found in the folder are added only when they
+    have the same seeds. Without it, every variant must have the same seeds.
+    """
     groups: dict[str, VariantRuns] = {}
     clients = None
     for sub in sorted(p for p in comparison_dir.iterdir() if p.is_dir() and (p / CLIENTS_JSON).is_file()):
@@ -63,12 +71,22 @@ def load_comparison(comparison_dir: Path) -> tuple[list[VariantRuns], list[dict]
         group.seeds.append(int(match["seed"]))
         group.histories.append(history)
         clients = clients or json.loads((sub / CLIENTS_JSON).read_text())
-    order_file = comparison_dir / COMPARISON_JSON
-    if order_file.is_file():  # the order the variants were asked for
-        order = json.loads(order_file.read_text())["variants"]
-        groups = {k: groups[k] for k in sorted(groups, key=lambda k: order.index(k) if k in order else len(order))}
     if not groups:
         raise FileNotFoundError(f"{comparison_dir}: no finished runs named <algorithm>-s<seed> inside")
+    record = comparison_dir / COMPARISON_JSON
+    if record.is_file():
+        asked = json.loads(record.read_text())
+        seeds = sorted(asked["seeds"])
+        unfinished = [v for v in asked["variants"] if v not in groups or sorted(groups[v].seeds) != seeds]
+        if unfinished:
+            raise ValueError(f"{comparison_dir}: {', '.join(unfinished)} not finished for seeds {seeds}; "
+                             "finish the comparison (mira compare again) before reporting")
+        extra = [v for v in groups if v not in asked["variants"]]
+        for v in extra:
+            if sorted(groups[v].seeds) != seeds:
+                log.warning("report: leaving out %s (seeds %s, the comparison has %s)", v, sorted(groups[v].seeds), seeds)
+        order = asked["variants"] + [v for v in extra if sorted(groups[v].seeds) == seeds]
+        return [groups[v] for v in order], clients
     seed_sets = {tuple(sorted(g.seeds)) for g in groups.values()}
     if len(seed_sets) > 1:
         raise ValueError(f"{comparison_dir}: variants were run with different seeds {sorted(seed_sets)}; "
@@ -142,19 +160,21 @@ def plot(out: Path, variants: list[VariantRuns], clients: list[dict], final_loca
     names = [c["name"] for c in clients]
     cols = min(4, len(names))
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
     for ax, c in zip(axes.flat, clients):
         for v in variants:
             x, mean, std = v.curve("local_loss", c["name"])
             ax.plot(x, mean, marker="o", label=v.label)
             ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
-        ax.set_title(f"{c['name'][:40]} ({c['family'][:20]})", fontsize=9)
+        ax.set_title(textwrap.fill(f"{c['name']} ({c['family']})", 44), fontsize=9)
         ax.set_xlabel("round")
         ax.set_ylabel("local test loss")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    for ax in list(axes.flat)[len(names):]:
+    spare = list(axes.flat)[len(names):]
+    for ax in spare:
         ax.axis("off")
-    axes.flat[0].legend()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    (spare[0] if spare else axes.flat[0]).legend(handles, labels, loc="center" if spare else "best")
     fig.suptitle("Per-client local test loss (mean ± std over seeds)")
     fig.tight_layout()
     paths.append(out / "local_loss_per_client.png")
@@ -168,7 +188,7 @@ def plot(out: Path, variants: list[VariantRuns], clients: list[dict], final_loca
         errs = [_std(final_local[v.label][n]) for n in names]
         ax.bar([j + i * width for j in range(len(names))], means, width, yerr=errs, capsize=2, label=v.label)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))])
-    ax.set_xticklabels([n[:24] for n in names], rotation=45, ha="right", fontsize=8)
+    ax.set_xticklabels([n[:44] for n in names], rotation=35, ha="right", fontsize=8)
     ax.set_xlabel("client")
     ax.set_ylabel("final local test loss")
     ax.set_title("Final local test loss per client (mean ± std over seeds)")
