@@ -20,8 +20,8 @@ def test_fedprox_and_ffa_lora_average_like_fedavg():
         out = rule.aggregate(THETAS, TRAINED, SIZES)
         torch.testing.assert_close(out, torch.tensor([[3.5, 6.5, 5.0, 0.5]] * 3))
     assert FedProx(mu=0.1).plan.mu == 0.1 and FFALoRA(A_MASK).plan.freeze_a
-    assert (FFALoRA(A_MASK).bytes_per_client(4), FedSALoRA(A_MASK).bytes_per_client(4), FedProx(0.1).bytes_per_client(4)) \
-        == (8, 8, 16)  # only B, only A, everything
+    assert [rule.values_per_client(4) for rule in (FFALoRA(A_MASK), FedSALoRA(A_MASK), FedProx(0.1), Ditto(0.1))] \
+        == [2, 2, 4, 8]  # only B, only A, everything, personal and global adapters
 
 
 def test_fedsa_lora_shares_a_and_keeps_b_local():

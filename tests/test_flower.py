@@ -54,7 +54,7 @@ def test_deployment_engine_gives_the_simulators_adapters(tmp_path):
     for name in want:
         assert_close(got[name], want[name])
     for flower_record, sim_record in zip(records(run_dir), records(expected), strict=True):
-        for key in ("mean_local_loss", "mean_global_loss"):
+        for key in ("mean_local_loss", "mean_global_loss", "bytes_up", "bytes_down"):
             assert flower_record.get(key) == pytest.approx(sim_record.get(key), abs=1e-4)
     assert json.loads((run_dir / "clients.json").read_text()) == json.loads((expected / "clients.json").read_text())
 

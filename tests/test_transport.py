@@ -5,6 +5,7 @@ import torch
 
 from mira.algorithms import LocalPlan
 from mira.config import load_config
+from mira.flower.server_app import FlowerBackend
 from mira.flower.transport import (adapter_record, adapters_record, config_record, read_adapter, read_adapters,
                                    read_config, read_plan)
 from mira.lora import AdapterLayout
@@ -26,6 +27,10 @@ def test_bfloat16_halves_the_bytes_and_rounds_to_bf16():
     assert torch.equal(read_adapter(half, LAYOUT, "bfloat16"), vector.to(torch.bfloat16).float())
     thetas = torch.randn(3, 12)
     assert torch.equal(read_adapters(adapters_record(thetas, "bfloat16"), "bfloat16"), thetas.to(torch.bfloat16).float())
+    # the metrics count what the records carry
+    for precision, record in (("float32", full), ("bfloat16", half)):
+        backend = FlowerBackend(None, load_config(None, [f"flower.precision={precision}"]), LAYOUT)
+        assert backend.bytes_per_value * 12 == sum(a.numpy().nbytes for a in record.values())
 
 
 def test_a_mismatched_adapter_is_refused():

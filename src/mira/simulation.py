@@ -255,6 +255,9 @@ class Backend(Protocol):
     def train(self, algorithm: Algorithm, thetas: torch.Tensor, round_: int, sampled: list[int],
               optimizer_states: dict[int, dict], progress: bool) -> list[ClientUpdate]: ...
 
+    bytes_per_value: int
+    """What one adapter value costs on the wire (counted in each round's bytes_up/bytes_down)."""
+
     def evaluate(self, thetas: torch.Tensor, generate: bool) -> dict: ...
 
 
@@ -263,6 +266,7 @@ class InProcess:
     """Every client trains and evaluates in this process, on the one shared model."""
 
     fed: Federation
+    bytes_per_value: int = 4  # float32, as a networked run would send them
 
     def train(self, algorithm, thetas, round_, sampled, optimizer_states, progress):
         return train_sampled(self.fed, algorithm, thetas, round_, sampled, optimizer_states, progress)
@@ -313,7 +317,7 @@ def federated_round(cfg: Config, algorithm: Algorithm, backend: Backend, thetas:
     fcfg = cfg.federation
     sampled = sample_clients(len(names), fcfg.sample_fraction, fcfg.sample_count, cfg.seed, round_)
     updates = backend.train(algorithm, thetas, round_, sampled, optimizer_states, progress)
-    traffic = len(sampled) * algorithm.bytes_per_client(thetas.shape[1])
+    traffic = len(sampled) * algorithm.values_per_client(thetas.shape[1]) * backend.bytes_per_value
     thetas, trained = server_step(algorithm, thetas, updates, names, round_, fcfg.max_update_norm)
     return thetas, ({"round": round_, "sampled": [names[k] for k in sampled], "bytes_down": traffic,
                      "bytes_up": traffic} | trained | {"train_seconds": time.perf_counter() - begin})

@@ -42,9 +42,9 @@ class Algorithm(ABC):
         `thetas` holds the state before the round and is not modified.
         """
 
-    def bytes_per_client(self, numel: int) -> int:
-        """Adapter bytes (float32) a sampled client receives, and sends, per round."""
-        return numel * 4 if self.communicates else 0
+    def values_per_client(self, numel: int) -> int:
+        """Adapter values a sampled client receives, and sends, per round (`numel` per adapter)."""
+        return numel if self.communicates else 0
 
     def start(self, initial_theta: torch.Tensor) -> None:
         """Set up server state for a fresh run whose clients all start from `initial_theta`."""

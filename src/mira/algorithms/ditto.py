@@ -25,6 +25,9 @@ class Ditto(Algorithm):
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.global_theta = state["global"]
 
+    def values_per_client(self, numel: int) -> int:
+        return 2 * numel  # clients are stateless: the personal adapter travels beside the global one
+
     def aggregate(self, thetas, trained, num_examples, trained_global=None) -> torch.Tensor:
         if trained_global:
             self.global_theta = weighted_mean(trained_global, {k: num_examples[k] for k in trained_global})

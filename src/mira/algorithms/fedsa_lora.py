@@ -17,8 +17,8 @@ class FedSALoRA(Algorithm):
         """`a_mask`: boolean (P,), True at the coordinates of LoRA A matrices in the flat adapter."""
         self.a_mask = a_mask
 
-    def bytes_per_client(self, numel: int) -> int:
-        return int(self.a_mask.sum()) * 4  # only A travels
+    def values_per_client(self, numel: int) -> int:
+        return int(self.a_mask.sum())  # only A travels
 
     def aggregate(self, thetas, trained, num_examples, trained_global=None) -> torch.Tensor:
         out = with_trained_rows(thetas, trained)

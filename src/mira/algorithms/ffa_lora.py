@@ -17,5 +17,5 @@ class FFALoRA(FedIT):
         """`a_mask`: boolean (P,), True at the coordinates of LoRA A matrices (they never travel)."""
         self.a_mask = a_mask
 
-    def bytes_per_client(self, numel: int) -> int:
-        return int((~self.a_mask).sum()) * 4  # only B travels
+    def values_per_client(self, numel: int) -> int:
+        return int((~self.a_mask).sum())  # only B travels

@@ -39,6 +39,10 @@ class FlowerBackend:
     """partition id → node id"""
     names: list[str] = field(default_factory=list)
 
+    @property
+    def bytes_per_value(self) -> int:
+        return 2 if self.cfg.flower.precision == "bfloat16" else 4
+
     def connect(self) -> list[ClientData]:
         """Ask every node which client it holds, until every partition has a node (flower.connect_timeout)."""
         deadline = time.monotonic() + self.cfg.flower.connect_timeout
