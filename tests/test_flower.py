@@ -15,6 +15,8 @@ from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = '["add", "difference", "sentiment"]'
+NI = ROOT / "tests" / "fixtures" / "ni"
+NI_TASKS = ["task001_capital", "task002_currency", "task003_sentiment"]
 
 
 def flower_overrides(name: str) -> str:
@@ -23,8 +25,8 @@ def flower_overrides(name: str) -> str:
             f"eval.generate_per_client=2; flower.round_timeout=60; name={name}")
 
 
-def simulator_config(tmp_path: Path, name: str):
-    return load_config(None, flower_overrides(name).split("; ") + [f"out_dir='{tmp_path / 'sim'}'"])
+def simulator_config(tmp_path: Path, overrides: str):
+    return load_config(None, overrides.split("; ") + [f"out_dir='{tmp_path / 'sim'}'"])
 
 
 def adapters(run_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
@@ -42,15 +44,18 @@ def assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: fl
 
 
 def test_deployment_engine_gives_the_simulators_adapters(tmp_path):
+    """Node 0 reads the server's data.path; nodes 1 and 2 hold only their own task file (client-data)."""
     out = tmp_path / "flower"
-    with Loopback(tmp_path / "deployment", num_nodes=3) as federation:
-        log = federation.run(ROOT, {"overrides": flower_overrides("mira"), "out-dir": str(out)}, timeout=600)
+    overrides = flower_overrides("mira") + f'; data.source=natural_instructions; data.path="{NI}"; data.tasks=[]'
+    own = {k: f'client-data="{NI / name}.json"' for k, name in enumerate(NI_TASKS) if k > 0}
+    with Loopback(tmp_path / "deployment", num_nodes=3, node_configs=own) as federation:
+        log = federation.run(ROOT, {"overrides": overrides, "out-dir": str(out)}, timeout=600)
     run_dir = out / "mira"
     assert (run_dir / "metrics.jsonl").exists(), log[-3000:]
-    expected = run(simulator_config(tmp_path, "mira"), progress=False).run_dir
+    expected = run(simulator_config(tmp_path, overrides), progress=False).run_dir
 
     got, want = adapters(run_dir), adapters(expected)
-    assert sorted(got) == ["add", "difference", "sentiment"]
+    assert sorted(got) == NI_TASKS
     for name in want:
         assert_close(got[name], want[name])
     for flower_record, sim_record in zip(records(run_dir), records(expected), strict=True):
@@ -88,7 +93,7 @@ def test_a_killed_supernode_is_skipped_and_the_others_are_unaffected(tmp_path):
     assert "sentiment" in history[2]["sampled"] and "sentiment" not in history[2]["train_loss"]
     assert sorted(history[2]["local_loss"]) == ["add", "difference"]  # the dead client could not evaluate
 
-    cfg = simulator_config(tmp_path, "crash")
+    cfg = simulator_config(tmp_path, flower_overrides("crash"))
     fed = build_federation(cfg)
     rule = build_server_rule(cfg, fed.clients, fed.slot.layout, fed.initial_theta)
     expected = run_federation(cfg, fed.clients, fed.slot.layout, fed.initial_theta, rule,
@@ -96,3 +101,15 @@ def test_a_killed_supernode_is_skipped_and_the_others_are_unaffected(tmp_path):
     got, want = adapters(run_dir), adapters(expected.run_dir)
     for name in want:  # the survivors as if the dead client had only missed round 2; its own adapter from round 1
         assert_close(got[name], want[name])
+
+
+def test_a_node_with_its_own_data_must_hold_exactly_one_client():
+    from mira.flower.client_app import _own_client
+
+    cfg = load_config(None, ["model.name=tiny-random", "data.source=natural_instructions", f"data.path='{NI}'"])
+    with pytest.raises(ValueError, match="no 'num-partitions'"):
+        _own_client(cfg, str(NI / "task002_currency.json"), 1, {})
+    with pytest.raises(ValueError, match="the data make 3 clients"):
+        _own_client(cfg, str(NI), 1, {"num-partitions": 3})
+    fed = _own_client(cfg, str(NI / "task002_currency.json"), 1, {"num-partitions": 3})
+    assert [c.name for c in fed.clients] == ["task002_currency"] and fed.offset == 1

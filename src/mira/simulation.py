@@ -87,6 +87,8 @@ class Federation:
     train_sets: list[list[Encoded]]
     test_sets: list[list[Encoded]]
     initial_theta: torch.Tensor
+    offset: int = 0
+    """Federation-wide index of clients[0]: non-zero on a Flower node that holds only its own client."""
 
     @property
     def pad_id(self) -> int:
@@ -140,7 +142,7 @@ def evaluate_client(fed: Federation, k: int, theta: torch.Tensor, generate: bool
     """Client k's evaluation of `theta` on its test set; with `all_thetas`, also every client's
     adapter on it; with `generate`, ROUGE-L and exact match on the first eval.generate_per_client
     test examples."""
-    ecfg, test = fed.cfg.eval, fed.test_sets[k]
+    ecfg, test = fed.cfg.eval, fed.test_sets[k - fed.offset]
     column = None
     if all_thetas is not None:
         column = losses_on(fed.model, fed.slot, all_thetas, test, ecfg.batch_size, fed.pad_id)
@@ -148,7 +150,7 @@ def evaluate_client(fed: Federation, k: int, theta: torch.Tensor, generate: bool
     scores = None
     if generate and ecfg.generate_per_client > 0:
         n = ecfg.generate_per_client
-        scores = generation_scores(fed.model, fed.tokenizer, fed.clients[k].test[:n], test[:n],
+        scores = generation_scores(fed.model, fed.tokenizer, fed.clients[k - fed.offset].test[:n], test[:n],
                                    ecfg.max_new_tokens, ecfg.batch_size)
     return ClientEvaluation(local, response_tokens(test), column, scores)
 
@@ -189,11 +191,11 @@ def train_client(fed: Federation, k: int, theta: torch.Tensor, round_: int, plan
     """Client k's local training from `theta` in a round, as `plan` says: its batches and dropout are
     fixed by (seed, k, round), so every runner gets the same numbers. Under a personal plan the
     client first trains `global_theta`, then its own adapter pulled towards `global_theta`."""
-    cfg = fed.cfg
-    batches = batch_schedule(len(fed.train_sets[k]), cfg.train.batch_size, cfg.train.local_steps, cfg.seed, k, round_)
+    cfg, data = fed.cfg, fed.train_sets[k - fed.offset]
+    batches = batch_schedule(len(data), cfg.train.batch_size, cfg.train.local_steps, cfg.seed, k, round_)
 
     def train(start, anchor, mu, state):
-        return train_local(fed.model, fed.slot, start, fed.train_sets[k], batches, cfg.train, fed.pad_id,
+        return train_local(fed.model, fed.slot, start, data, batches, cfg.train, fed.pad_id,
                            client_seed(cfg.seed, k, round_), state, on_step=on_step, anchor=anchor, mu=mu,
                            freeze_a=plan.freeze_a)
 

@@ -3,6 +3,8 @@ trains and evaluates it with the simulator's own functions."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
@@ -18,36 +20,64 @@ across rounds; the Deployment Engine starts a process per message)."""
 
 
 def _client(msg: Message, context: Context) -> tuple[Federation, int]:
-    """This node's federation (model + data, built from the server's configuration) and client index."""
+    """This node's federation (model + data, built from the server's configuration) and the
+    federation-wide index (partition id) of its client.
+
+    Node config: `partition-id` (required), `num-partitions`, and where the data are: `data-path`
+    (a copy of the whole dataset; the node picks its partition from it) or `client-data` (only this
+    node's own data, which must make exactly one client; `num-partitions` is then required).
+    """
     text, cfg = read_config(msg.content[CONFIG])
     node = context.node_config
     if "partition-id" not in node:
         raise ValueError("node config has no 'partition-id': start the SuperNode with "
                          "--node-config \"partition-id=K num-partitions=N\"")
     partition = int(node["partition-id"])
-    data_path = str(node.get("data-path", ""))
-    key = (text, partition, data_path)
+    data_path, own = str(node.get("data-path", "")), str(node.get("client-data", ""))
+    if data_path and own:
+        raise ValueError("node config has both data-path (a copy of the whole dataset) and client-data "
+                         "(this node's own data); give one")
+    key = (text, partition, data_path, own)
     if key not in _loaded:
         _loaded.clear()
-        if data_path:  # this node's own copy of the data
-            cfg.data.path = data_path
-        fed = build_federation(cfg)
-        if not 0 <= partition < len(fed.clients):
-            raise ValueError(f"partition-id {partition}: the data make {len(fed.clients)} clients (0..{len(fed.clients) - 1})")
-        if "num-partitions" in node and int(node["num-partitions"]) != len(fed.clients):
-            raise ValueError(f"node config num-partitions = {node['num-partitions']}, "
-                             f"but the data make {len(fed.clients)} clients")
-        _loaded[key] = fed
+        _loaded[key] = _own_client(cfg, own, partition, node) if own else _shared_copy(cfg, data_path, partition, node)
     return _loaded[key], partition
+
+
+def _shared_copy(cfg, data_path: str, partition: int, node) -> Federation:
+    if data_path:
+        cfg.data.path = data_path
+    fed = build_federation(cfg)
+    if not 0 <= partition < len(fed.clients):
+        raise ValueError(f"partition-id {partition}: the data make {len(fed.clients)} clients (0..{len(fed.clients) - 1})")
+    if "num-partitions" in node and int(node["num-partitions"]) != len(fed.clients):
+        raise ValueError(f"node config num-partitions = {node['num-partitions']}, "
+                         f"but the data make {len(fed.clients)} clients")
+    return fed
+
+
+def _own_client(cfg, path: str, partition: int, node) -> Federation:
+    if "num-partitions" not in node:
+        raise ValueError("node config has client-data but no 'num-partitions' (the number of clients in the federation)")
+    if not 0 <= partition < int(node["num-partitions"]):
+        raise ValueError(f"partition-id {partition} is outside 0..{int(node['num-partitions']) - 1}")
+    cfg.data.path, cfg.data.tasks = path, []
+    fed = build_federation(cfg)
+    if len(fed.clients) != 1:
+        raise ValueError(f"client-data {path}: the data make {len(fed.clients)} clients "
+                         f"({', '.join(c.name for c in fed.clients)}) with data.partition = '{cfg.data.partition}'; "
+                         "a node's own data must make exactly one")
+    return dataclasses.replace(fed, offset=partition)
 
 
 @app.query()
 def describe(msg: Message, context: Context) -> Message:
     """Tell the server which client this node holds."""
     fed, k = _client(msg, context)
-    client = fed.clients[k]
+    client = fed.clients[k - fed.offset]
     info = ConfigRecord({"name": client.name, "family": client.family})
-    metrics = MetricRecord({"partition-id": k, "num-clients": len(fed.clients), "num-train": len(client.train),
+    num_clients = int(context.node_config.get("num-partitions", len(fed.clients)))
+    metrics = MetricRecord({"partition-id": k, "num-clients": num_clients, "num-train": len(client.train),
                             "num-test": len(client.test)})
     return Message(RecordDict({CONFIG: info, METRICS: metrics}), reply_to=msg)
 

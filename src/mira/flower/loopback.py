@@ -45,11 +45,13 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> None
 
 @dataclass
 class Loopback:
-    """A SuperLink and `num_nodes` SuperNodes (partition-id 0..N-1) under `root` (logs, FLWR_HOMEs).
-    Use as a context manager: every process started is stopped by its PID on exit."""
+    """A SuperLink and `num_nodes` SuperNodes (partition-id 0..N-1, plus `node_configs[k]` for node k)
+    under `root` (logs, FLWR_HOMEs). Use as a context manager: every process started is stopped by its
+    PID on exit."""
 
     root: Path
     num_nodes: int
+    node_configs: dict[int, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
@@ -60,7 +62,7 @@ class Loopback:
                                       str(self.port), "--disable-runtime-dependency-installation"], self.root / "superlink")
             _wait_for_port(self.port, self.processes["superlink"], 60)
             for k in range(self.num_nodes):
-                self.start_node(k)
+                self.start_node(k, self.node_configs.get(k, ""))
         except BaseException:
             self.stop()
             raise

@@ -60,12 +60,18 @@ class FlowerBackend:
             for reply in self.grid.send_and_receive(messages, timeout=wait) if new else ():
                 if reply.has_error():  # a node that cannot load its client will not recover by waiting
                     raise RuntimeError(f"node {reply.metadata.src_node_id} cannot hold a client: {reply.error.reason}")
-                metrics = reply.content[METRICS]
-                partition, expected = int(metrics["partition-id"]), int(metrics["num-clients"])
+                metrics, info = reply.content[METRICS], reply.content[CONFIG]
+                partition, count = int(metrics["partition-id"]), int(metrics["num-clients"])
+                if expected is not None and count != expected:
+                    raise ValueError(f"nodes disagree on the number of clients ({expected} and {count}); "
+                                     "check num-partitions and the data on every SuperNode")
+                expected, name = count, str(info["name"])
                 if partition in found:
                     raise ValueError(f"two nodes hold partition-id {partition}; give every SuperNode its own")
+                if name in (n for n, _ in found.values()):
+                    raise ValueError(f"two nodes hold client {name!r}; each client's data must be on one node only")
                 self.nodes[partition] = reply.metadata.src_node_id
-                found[partition] = (str(reply.content[CONFIG]["name"]), str(reply.content[CONFIG]["family"]))
+                found[partition] = (name, str(info["family"]))
             if expected is None or len(found) < expected:
                 time.sleep(1.0)
         self.names = [found[k][0] for k in range(expected)]
