@@ -43,6 +43,22 @@ def assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: fl
         assert torch.allclose(a[key], b[key], atol=tol, rtol=0), key
 
 
+def assert_same_as_simulator(tmp_path: Path, run_dir: Path, overrides: str, log: str) -> list[str]:
+    """The Flower run in `run_dir` against the simulator with the same overrides: adapters (1e-5),
+    losses, traffic and clients. Returns the clients' names."""
+    assert (run_dir / "metrics.jsonl").exists(), log[-3000:]
+    expected = run(simulator_config(tmp_path, overrides), progress=False).run_dir
+    got, want = adapters(run_dir), adapters(expected)
+    assert got.keys() == want.keys()
+    for name in want:
+        assert_close(got[name], want[name])
+    for flower_record, sim_record in zip(records(run_dir), records(expected), strict=True):
+        for key in ("mean_local_loss", "mean_global_loss", "bytes_up", "bytes_down"):
+            assert flower_record.get(key) == pytest.approx(sim_record.get(key), abs=1e-4)
+    assert json.loads((run_dir / "clients.json").read_text()) == json.loads((expected / "clients.json").read_text())
+    return sorted(got)
+
+
 def test_deployment_engine_gives_the_simulators_adapters(tmp_path):
     """Node 0 reads the server's data.path; nodes 1 and 2 hold only their own task file (client-data)."""
     out = tmp_path / "flower"
@@ -50,18 +66,15 @@ def test_deployment_engine_gives_the_simulators_adapters(tmp_path):
     own = {k: f'client-data="{NI / name}.json"' for k, name in enumerate(NI_TASKS) if k > 0}
     with Loopback(tmp_path / "deployment", num_nodes=3, node_configs=own) as federation:
         log = federation.run(ROOT, {"overrides": overrides, "out-dir": str(out)}, timeout=600)
-    run_dir = out / "mira"
-    assert (run_dir / "metrics.jsonl").exists(), log[-3000:]
-    expected = run(simulator_config(tmp_path, overrides), progress=False).run_dir
+    assert assert_same_as_simulator(tmp_path, out / "mira", overrides, log) == NI_TASKS
 
-    got, want = adapters(run_dir), adapters(expected)
-    assert sorted(got) == NI_TASKS
-    for name in want:
-        assert_close(got[name], want[name])
-    for flower_record, sim_record in zip(records(run_dir), records(expected), strict=True):
-        for key in ("mean_local_loss", "mean_global_loss", "bytes_up", "bytes_down"):
-            assert flower_record.get(key) == pytest.approx(sim_record.get(key), abs=1e-4)
-    assert json.loads((run_dir / "clients.json").read_text()) == json.loads((expected / "clients.json").read_text())
+
+def test_simulation_engine_gives_the_simulators_adapters(tmp_path):
+    pytest.importorskip("ray", reason="Flower's Simulation Engine needs Ray: pip install -e '.[simulation]'")
+    out = tmp_path / "flower"
+    with Loopback(tmp_path / "simulation", num_nodes=3, simulation=True) as federation:
+        log = federation.run(ROOT, {"overrides": flower_overrides("ray"), "out-dir": str(out)}, timeout=600)
+    assert assert_same_as_simulator(tmp_path, out / "ray", flower_overrides("ray"), log) == json.loads(TASKS)
 
 
 class Crashed(InProcess):

@@ -46,12 +46,14 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> None
 @dataclass
 class Loopback:
     """A SuperLink and `num_nodes` SuperNodes (partition-id 0..N-1, plus `node_configs[k]` for node k)
-    under `root` (logs, FLWR_HOMEs). Use as a context manager: every process started is stopped by its
-    PID on exit."""
+    under `root` (logs, FLWR_HOMEs); with `simulation`, a SuperLink of Flower's Simulation Engine that
+    runs `num_nodes` virtual SuperNodes on Ray (needs the `simulation` extra). Use as a context
+    manager: every process started is stopped by its PID on exit."""
 
     root: Path
     num_nodes: int
     node_configs: dict[int, str] = field(default_factory=dict)
+    simulation: bool = False
     port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
@@ -59,9 +61,10 @@ class Loopback:
         self.root.mkdir(parents=True, exist_ok=True)
         try:
             self._start("superlink", ["flower-superlink", "--insecure", "--host", "127.0.0.1", "--port",
-                                      str(self.port), "--disable-runtime-dependency-installation"], self.root / "superlink")
+                                      str(self.port), "--disable-runtime-dependency-installation",
+                                      *(["--simulation"] if self.simulation else [])], self.root / "superlink")
             _wait_for_port(self.port, self.processes["superlink"], 60)
-            for k in range(self.num_nodes):
+            for k in range(0 if self.simulation else self.num_nodes):
                 self.start_node(k, self.node_configs.get(k, ""))
         except BaseException:
             self.stop()
@@ -96,7 +99,9 @@ class Loopback:
         home.mkdir(exist_ok=True)
         (home / "config.toml").write_text(f'[superlink.{FEDERATION}]\naddress = "127.0.0.1:{self.port}"\ninsecure = true\n')
         pairs = " ".join(f"{k}={_toml(v)}" for k, v in run_config.items())
-        process = subprocess.Popen(["flwr", "run", str(app_dir), FEDERATION, "--stream", "--run-config", pairs],
+        engine = (["--federation-config", f"num-supernodes={self.num_nodes} client-resources-num-cpus=1"]
+                  if self.simulation else [])
+        process = subprocess.Popen(["flwr", "run", str(app_dir), FEDERATION, "--stream", "--run-config", pairs, *engine],
                                    env=flower_env(home), stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.processes[f"run{len(self.processes)}"] = process
