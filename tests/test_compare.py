@@ -1,5 +1,6 @@
 import csv
 import json
+import shutil
 
 from mira.cli import main
 
@@ -60,8 +61,10 @@ def test_compare_continues_and_report_errors(tmp_path, capsys):
     out = tmp_path / "compare"
     (out / "comparison.json").write_text(json.dumps({"variants": ["fedit", "local"], "seeds": [0]}))
     (out / "mira-s0").rename(out / "mira-s3")
+    shutil.copytree(out / "local-s0", out / "local-s4")  # more seeds than asked: only the asked ones count
     assert main(["report", str(out)]) == 0
     assert "| client | family | fedit | local | mira+ground_truth |" in (out / "results.md").read_text()
+    assert {r["seeds"] for r in csv.DictReader((out / "results.csv").open())} == {"1"}
     (out / "comparison.json").write_text(json.dumps({"variants": ["fedit", "local"], "seeds": [0, 1]}))
     assert main(["report", str(out)]) == 2
     assert "fedit, local not finished for seeds [0, 1]" in capsys.readouterr().err

@@ -25,6 +25,11 @@ class VariantRuns:
     seeds: list[int]
     histories: list[list[dict]]
 
+    def only(self, seeds: set[int]) -> VariantRuns:
+        """These runs restricted to `seeds`."""
+        kept = [(s, h) for s, h in zip(self.seeds, self.histories) if s in seeds]
+        return VariantRuns(self.label, [s for s, _ in kept], [h for _, h in kept])
+
     def final(self, key: str, client: str | None = None) -> list[float]:
         """The last evaluated value of `key` (per client, or its mean) in every seed."""
         out = []
@@ -76,17 +81,18 @@ def load_comparison(comparison_dir: Path) -> tuple[list[VariantRuns], list[dict]
     record = comparison_dir / COMPARISON_JSON
     if record.is_file():
         asked = json.loads(record.read_text())
-        seeds = sorted(asked["seeds"])
-        unfinished = [v for v in asked["variants"] if v not in groups or sorted(groups[v].seeds) != seeds]
+        seeds = set(asked["seeds"])
+        unfinished = [v for v in asked["variants"] if v not in groups or not seeds <= set(groups[v].seeds)]
         if unfinished:
-            raise ValueError(f"{comparison_dir}: {', '.join(unfinished)} not finished for seeds {seeds}; "
+            raise ValueError(f"{comparison_dir}: {', '.join(unfinished)} not finished for seeds {sorted(seeds)}; "
                              "finish the comparison (mira compare again) before reporting")
         extra = [v for v in groups if v not in asked["variants"]]
         for v in extra:
-            if sorted(groups[v].seeds) != seeds:
-                log.warning("report: leaving out %s (seeds %s, the comparison has %s)", v, sorted(groups[v].seeds), seeds)
-        order = asked["variants"] + [v for v in extra if sorted(groups[v].seeds) == seeds]
-        return [groups[v] for v in order], clients
+            if not seeds <= set(groups[v].seeds):
+                log.warning("report: leaving out %s (seeds %s, the comparison has %s)", v, sorted(groups[v].seeds),
+                            sorted(seeds))
+        order = asked["variants"] + [v for v in extra if seeds <= set(groups[v].seeds)]
+        return [groups[v].only(seeds) for v in order], clients
     seed_sets = {tuple(sorted(g.seeds)) for g in groups.values()}
     if len(seed_sets) > 1:
         raise ValueError(f"{comparison_dir}: variants were run with different seeds {sorted(seed_sets)}; "
