@@ -68,3 +68,9 @@ def test_compare_continues_and_report_errors(tmp_path, capsys):
     (out / "comparison.json").write_text(json.dumps({"variants": ["fedit", "local"], "seeds": [0, 1]}))
     assert main(["report", str(out)]) == 2
     assert "fedit, local not finished for seeds [0, 1]" in capsys.readouterr().err
+
+    # a sub-run still training (evaluated, but no final adapters yet) is not finished
+    (out / "comparison.json").write_text(json.dumps({"variants": ["fedit", "local"], "seeds": [0]}))
+    shutil.rmtree(out / "local-s0" / "adapters")
+    assert main(["report", str(out)]) == 2
+    assert "local not finished for seeds [0]" in capsys.readouterr().err

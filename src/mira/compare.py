@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .checkpoint import atomic_write_text
 from .config import Config, ConfigError, save_config, validate
-from .results import COMPARISON_JSON
+from .results import COMPARISON_JSON, is_finished
 from .simulation import build_federation, run
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool =
     atomic_write_text(out / COMPARISON_JSON, json.dumps({"variants": [label(v) for v in variants], "seeds": seeds}))
     for seed in seeds:
         subs = [variant_config(cfg, spec, seed, out) for spec in variants]
-        todo = [s for s in subs if not (s.run_dir / "adapters").is_dir()]
+        todo = [s for s in subs if not is_finished(s.run_dir)]
         if not todo:
             continue
         # One model load per seed: the LoRA initialisation and the data depend on the seed only.

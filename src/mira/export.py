@@ -13,7 +13,7 @@ from .config import Config, load_config
 from .data.encode import format_prompt
 from .lora import AdapterSlot, load_adapter
 from .model import attach_lora, load_base_model
-from .results import CLIENTS_JSON
+from .results import ADAPTERS, CLIENTS_JSON
 
 class RunModel:
     """A run's base model with LoRA attached, and every client's adapter, ready to swap in."""
@@ -39,7 +39,7 @@ class RunModel:
 
     def adapter(self, k: int) -> torch.Tensor:
         """Client k's final adapter, or its adapter in the last checkpoint if the run did not finish."""
-        final = self.run_dir / "adapters" / f"{self.clients[k]['name']}.safetensors"
+        final = self.run_dir / ADAPTERS / f"{self.clients[k]['name']}.safetensors"
         if final.is_file():
             return load_adapter(final, self.slot.layout)
         return load_checkpoint(self.run_dir).thetas[k]

@@ -11,7 +11,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from .results import CLIENTS_JSON, COMPARISON_JSON, read_history
+from .results import CLIENTS_JSON, COMPARISON_JSON, is_finished, read_history
 
 log = logging.getLogger(__name__)
 SUBRUN = re.compile(r"^(?P<variant>.+)-s(?P<seed>\d+)$")
@@ -67,7 +67,7 @@ def load_comparison(comparison_dir: Path) -> tuple[list[VariantRuns], list[dict]
     """
     groups: dict[str, VariantRuns] = {}
     clients = None
-    for sub in sorted(p for p in comparison_dir.iterdir() if p.is_dir() and (p / CLIENTS_JSON).is_file()):
+    for sub in sorted(p for p in comparison_dir.iterdir() if p.is_dir() and is_finished(p)):
         match = SUBRUN.match(sub.name)
         history = read_history(sub)
         if not match or not history or "local_loss" not in history[-1]:

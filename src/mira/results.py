@@ -14,6 +14,13 @@ from .data import ClientData
 METRICS_JSONL = "metrics.jsonl"
 CLIENTS_JSON = "clients.json"
 COMPARISON_JSON = "comparison.json"
+ADAPTERS = "adapters"
+"""The final adapters of a run; the folder appears (by a rename) only when the run has finished."""
+
+
+def is_finished(run_dir: Path) -> bool:
+    """Whether the run in `run_dir` trained all its rounds and wrote its final adapters."""
+    return (run_dir / ADAPTERS).is_dir()
 
 
 def write_clients(run_dir: Path, clients: list[ClientData]) -> None:

@@ -26,7 +26,7 @@ from .generation import generation_scores
 from .graph import GraphEstimator, check_step, family_graph, normalize_graph, read_graph, uniform_graph, validate_graph
 from .lora import AdapterLayout, AdapterSlot, save_adapter
 from .model import attach_lora, load_base_model
-from .results import METRICS_JSONL, MetricsWriter, read_history, write_clients
+from .results import ADAPTERS, METRICS_JSONL, MetricsWriter, read_history, write_clients
 from .train import train_local
 
 log = logging.getLogger(__name__)
@@ -338,7 +338,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         algorithm.start(initial_theta)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CHECKPOINT).unlink(missing_ok=True)  # an overwritten run's state must not be resumed
-        shutil.rmtree(run_dir / "adapters", ignore_errors=True)
+        shutil.rmtree(run_dir / ADAPTERS, ignore_errors=True)
         save_config(cfg, run_dir / "config.toml")
         write_clients(run_dir, clients)
         writer = MetricsWriter(run_dir, clients)
@@ -370,10 +370,13 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         if cfg.checkpoint_every and (round_ % cfg.checkpoint_every == 0 or round_ == fcfg.rounds):
             save_checkpoint(run_dir, Checkpoint(round_, thetas, optimizer_states, algorithm.state_dict()))
 
-    adapters = run_dir / "adapters"
-    adapters.mkdir(exist_ok=True)
+    partial = run_dir / f"{ADAPTERS}.partial"  # renamed when complete: a run is finished once ADAPTERS exists
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
     for k, name in enumerate(names):
-        save_adapter(adapters / f"{name}.safetensors", thetas[k], layout, {"client": name, "family": clients[k].family})
+        save_adapter(partial / f"{name}.safetensors", thetas[k], layout, {"client": name, "family": clients[k].family})
+    shutil.rmtree(run_dir / ADAPTERS, ignore_errors=True)
+    partial.rename(run_dir / ADAPTERS)
     return RunResult(run_dir, thetas, history, clients)
 
 
