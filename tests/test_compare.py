@@ -35,6 +35,10 @@ def test_compare_runs_all_variants_and_reports(tmp_path, capsys):
     assert "mean local loss" in md and "clients won" in md and "±" in md and "MB" in md
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == 4 * 9 and {r["seeds"] for r in rows} == {"2"}
+    by_round = [line for line in md.splitlines() if line[:4] in ("| 0 ", "| 1 ", "| 2 ")]
+    assert [line.split(" | ")[0] for line in by_round] == ["| 0", "| 1", "| 2"]  # every evaluated round
+    final_means = [line for line in md.splitlines() if line.startswith("| mean local loss")][0].split(" | ")[1:]
+    assert by_round[-1].split(" | ")[1:] == final_means  # the last round is the final result
     local_bytes = [line for line in md.splitlines() if line.startswith("| adapter bytes sent")][0]
     assert local_bytes.rstrip(" |").endswith("0.0 MB")  # local training communicates nothing
     for png in ["local_loss_per_client.png", "final_local_loss.png", "global_loss.png"]:

@@ -148,6 +148,11 @@ def write_report(comparison_dir: str | Path) -> list[Path]:
                  + " | ".join(f"{v.bytes_per_client_round() / 1e6:.2f} MB" for v in variants) + " |")
     lines.append("| adapter bytes sent + received, whole run | "
                  + " | ".join(f"{v.total_bytes() / 1e6:.1f} MB" for v in variants) + " |")
+    curves = [v.curve("local_loss") for v in variants]
+    lines += ["", "Mean local test loss at every evaluated round (mean ± std over seeds).", "",
+              "| round | " + " | ".join(v.label for v in variants) + " |", "|---|" + "---|" * len(variants)]
+    for i, round_ in enumerate(curves[0][0]):
+        lines.append(f"| {round_} | " + " | ".join(f"{mean[i]:.3f} ± {std[i]:.3f}" for _, mean, std in curves) + " |")
     lines += ["", "Plots: `local_loss_per_client.png`, `final_local_loss.png`"
               + (", `global_loss.png`" if has["global_loss"] else "") + "."]
     (comparison_dir / "results.md").write_text("\n".join(lines) + "\n")
