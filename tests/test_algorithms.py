@@ -40,7 +40,7 @@ def test_sampled_neighbours_variant_ignores_unsampled_clients():
 
 
 def test_mira_uses_newest_copies_of_unsampled_neighbours():
-    mira = Mira(ADJ, step=0.1)
+    mira = Mira(ADJ, step=0.1, neighbours="all")
     trained = {1: torch.tensor([4.0, 4.0])}
     out = mira.aggregate(THETAS, trained, {1: 10})
     # row 1: [4,4] − 0.1·(1·([4,4]−[1,0]) + 2·([4,4]−[2,2])) = [4,4] − 0.1·[7,8]

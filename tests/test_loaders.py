@@ -119,7 +119,7 @@ def test_empty_test_split_is_an_error():
 
 def test_summary_lists_counts():
     text = summary(partition(_tasks(), "task", 10, 5, seed=0))
-    assert text.splitlines()[1].split() == ["t0", "f", "10", "5"]
+    assert text.splitlines()[1].split() == ["t0", "f", "10", "0", "5"]  # train, validation, test
     mixed = partition(_tasks(), "iid", 100, 6, seed=0, num_clients=2)
     lines = summary(mixed).splitlines()
     assert lines[0].split()[-3:] == ["t0", "t1", "t2"]

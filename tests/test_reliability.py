@@ -54,9 +54,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
                    check=True, capture_output=True, timeout=300)
     assert _comparable(tmp_path / "cut") == _comparable(tmp_path / "full")
     for name in json.loads((tmp_path / "full" / "clients.json").read_text()):
-        a = load_file(tmp_path / "full" / "adapters" / f"{name['name']}.safetensors")
-        b = load_file(tmp_path / "cut" / "adapters" / f"{name['name']}.safetensors")
-        assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+        for folder in ("adapters", "adapters/selected"):  # the final and the validation-selected adapters
+            a = load_file(tmp_path / "full" / folder / f"{name['name']}.safetensors")
+            b = load_file(tmp_path / "cut" / folder / f"{name['name']}.safetensors")
+            assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
     csv_rows = (tmp_path / "cut" / "metrics.csv").read_text().splitlines()
     assert csv_rows == (tmp_path / "full" / "metrics.csv").read_text().splitlines()
 

@@ -1,13 +1,15 @@
 """Checkpoints of the whole federated state, written atomically (temp file + rename), no pickle.
 
-A checkpoint is one file, `checkpoint.safetensors`: every client's adapter and each persistent
-optimiser state as tensors, and the round and optimiser hyper-parameters as JSON in its metadata. Client sampling,
+A checkpoint is one file, `checkpoint.safetensors`: every client's adapter, the algorithm's server
+state, the per-client model selection and each persistent optimiser state as tensors, and the round,
+optimiser hyper-parameters and a SHA-256 digest of the tensors as JSON in its metadata. Client sampling,
 batch order and dropout are pure functions of (seed, client, round), so the round number is the
 whole random state: a resumed run draws exactly what an uninterrupted one would.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -27,6 +29,22 @@ class Checkpoint:
     optimizer_states: dict[int, dict]
     server_state: dict[str, torch.Tensor] = field(default_factory=dict)
     """The algorithm's own state (Ditto's global adapter, a learned graph)."""
+    selection: dict[str, torch.Tensor] = field(default_factory=dict)
+    """The per-client model selection (`Selection.state_dict`); empty in checkpoints older than it."""
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete the temporary files that an interrupted atomic write left in `run_dir`."""
+    for tmp in run_dir.glob(".*.tmp*"):
+        tmp.unlink(missing_ok=True)
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        h.update(key.encode())
+        h.update(tensors[key].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -39,6 +57,7 @@ def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> None:
     """Write the state after round `ckpt.round`; a crash at any point leaves the previous one intact."""
     tensors = {"thetas": ckpt.thetas.contiguous()}
     tensors |= {f"server.{name}": value.contiguous() for name, value in ckpt.server_state.items()}
+    tensors |= {f"selection.{name}": value.contiguous() for name, value in ckpt.selection.items()}
     optimizers = {}
     for k, state in ckpt.optimizer_states.items():
         params = {}
@@ -48,27 +67,32 @@ def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> None:
             params[str(idx)] = list(pstate)
         optimizers[str(k)] = {"param_groups": state["param_groups"], "params": params}
     tmp = run_dir / f".{CHECKPOINT}.tmp{os.getpid()}"
-    meta = json.dumps({"round": ckpt.round, "optimizers": optimizers})
+    meta = json.dumps({"round": ckpt.round, "optimizers": optimizers, "digest": _digest(tensors)})
     save_file(tensors, str(tmp), metadata={"mira": meta})
     os.replace(tmp, run_dir / CHECKPOINT)
 
 
 def load_checkpoint(run_dir: Path) -> Checkpoint:
-    """Read the checkpoint of `run_dir`."""
+    """Read the checkpoint of `run_dir`; anything unreadable, incomplete or corrupted (its digest
+    does not match) is a ValueError naming the file."""
     path = run_dir / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no checkpoint to resume from ({CHECKPOINT} is written after "
                                 "each round)")
     try:
         with safe_open(str(path), "pt") as f:
-            meta = json.loads(f.metadata()["mira"])
+            meta = json.loads((f.metadata() or {})["mira"])
             tensors = {key: f.get_tensor(key) for key in f.keys()}
-    except (SafetensorError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable mira checkpoint ({exc})") from None
-    states = {}
-    for k, info in meta["optimizers"].items():
-        per_param = {int(idx): {name: tensors[f"opt.{k}.{idx}.{name}"] for name in names}
-                     for idx, names in info["params"].items()}
-        states[int(k)] = {"state": per_param, "param_groups": info["param_groups"]}
-    server = {key.removeprefix("server."): value for key, value in tensors.items() if key.startswith("server.")}
-    return Checkpoint(meta["round"], tensors["thetas"], states, server)
+        if "digest" in meta and meta["digest"] != _digest(tensors):  # older checkpoints carry none
+            raise ValueError("its tensors do not match the digest stored with them: the file is corrupted")
+        states = {}
+        for k, info in meta["optimizers"].items():
+            per_param = {int(idx): {name: tensors[f"opt.{k}.{idx}.{name}"] for name in names}
+                         for idx, names in info["params"].items()}
+            states[int(k)] = {"state": per_param, "param_groups": info["param_groups"]}
+        def part(prefix):
+            return {key.removeprefix(prefix): value for key, value in tensors.items() if key.startswith(prefix)}
+        return Checkpoint(int(meta["round"]), tensors["thetas"], states, part("server."), part("selection."))
+    except (SafetensorError, KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError) as exc:
+        reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ValueError(f"{path}: not a readable mira checkpoint ({reason})") from None

@@ -1,4 +1,4 @@
-"""Command-line interface: `mira run`, `mira config`."""
+"""Command-line interface: `mira run | compare | tune | report | export | generate | config`."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mira", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Federated multi-task fine-tuning of LLMs with LoRA: MIRA (graph-regularised "
-                    "personalised adapters), FedIT (FedAvg of LoRA) and local training.",
+                    "personalised adapters) and its baselines (FedIT, Local, FedProx, Ditto, FedSA-LoRA, "
+                    "FFA-LoRA), tuned and compared in one harness.",
         epilog="Run 'mira COMMAND --help' for a command's options.")
     parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -54,7 +55,29 @@ def build_parser() -> argparse.ArgumentParser:
                            "'mira@ground_truth' (or @uniform, @file, @learned) picks MIRA's task graph "
                            "(default: mira,fedit,local)")
     cmp_.add_argument("--seeds", default="0", metavar="LIST", help="comma-separated seeds (default: 0)")
+    cmp_.add_argument("--params", metavar="FILE",
+                      help="per-variant settings (best_params.toml written by 'mira tune'); every variant "
+                           "compared must have a table there")
     cmp_.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+
+    tun = sub.add_parser("tune", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=options,
+                         help="search each algorithm's hyper-parameters on validation loss (Optuna)",
+                         description="Hyper-parameter search on validation loss only (the test sets are never "
+                                     "read): for each variant, TRIALS Optuna trials (TPE sampler, median pruner "
+                                     "on the intermediate validation losses) of the configured run on one seed, "
+                                     "each algorithm in its own search space (learning rate for all; eta*lambda "
+                                     "in [0, 1] for MIRA, graph.knn for a learned graph; mu for FedProx and "
+                                     "Ditto). Writes study.db (SQLite; optuna-dashboard opens it), trials.md, "
+                                     "trials.csv and best_params.toml (for 'mira compare --params') to "
+                                     "<out_dir>/<name>/ (name defaults to 'tune'). Re-running it continues an "
+                                     "interrupted search.")
+    _add_config_args(tun)
+    tun.add_argument("--algorithms", "-a", default="mira,fedit,local", metavar="LIST",
+                     help="comma-separated variants, as for 'mira compare' (default: mira,fedit,local)")
+    tun.add_argument("--trials", type=int, default=4, metavar="N",
+                     help="trials per variant, the same for every one (default: 4)")
+    tun.add_argument("--seed", type=int, default=0, metavar="S", help="the seed tuned on (default: 0)")
+    tun.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
 
     rep = sub.add_parser("report", help="re-render a comparison's tables and plots from its saved metrics",
                          description="Write results.md, results.csv and the PNG plots of a comparison "
@@ -70,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--client", "-k", metavar="K", help="client name or index")
     which.add_argument("--all", action="store_true", help="every client, into OUT/<client>/")
     export.add_argument("--out", "-o", required=True, metavar="DIR", help="output directory")
+    export.add_argument("--selected", action="store_true",
+                        help="the validation-selected adapter (each client's round of lowest validation loss) "
+                             "instead of the final one")
 
     gen = sub.add_parser("generate", help="answer a prompt with one client's personalised model",
                          description="Greedy answer of client K's model (base + its LoRA adapter) to PROMPT, "
@@ -106,13 +132,23 @@ def main(argv: list[str] | None = None) -> int:
             print(tomli_w.dumps(to_dict(cfg)), end="")
             return 0
         if args.command == "compare":
-            from .compare import compare
+            from .compare import compare, read_params
 
             if cfg.name == "default":
                 cfg.name = "compare"
-            out = compare(cfg, [a.strip() for a in args.algorithms.split(",") if a.strip()],
-                          _int_list(args.seeds), progress=not args.no_progress)
+            variants = _list(args.algorithms)
+            params = read_params(args.params, variants) if args.params else None
+            out = compare(cfg, variants, _int_list(args.seeds), progress=not args.no_progress, params=params)
             return _report(out)
+        if args.command == "tune":
+            from .tune import tune
+
+            if cfg.name == "default":
+                cfg.name = "tune"
+            out = tune(cfg, _list(args.algorithms), args.trials, args.seed, progress=not args.no_progress)
+            print((out / "trials.md").read_text())
+            print(f"best settings in {out / 'best_params.toml'}:\n{(out / 'best_params.toml').read_text()}")
+            return 0
         from .results import summary_table
         from .simulation import run
 
@@ -123,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     print(summary_table(result.history, result.clients))
     print(f"results in {result.run_dir}/")
     return 0
+
+
+def _list(text: str) -> list[str]:
+    return [a.strip() for a in text.split(",") if a.strip()]
 
 
 def _int_list(text: str) -> list[int]:
@@ -151,7 +191,7 @@ def _use_run(args) -> int:
     indices = range(len(run.clients)) if args.all else [run.client_index(args.client)]
     for k in indices:
         out = Path(args.out) / run.clients[k]["name"] if args.all else Path(args.out)
-        run.export(k, out)
+        run.export(k, out, selected=args.selected)
         print(f"client {run.clients[k]['name']}: {out}/")
     return 0
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
+import tomllib
 from pathlib import Path
 
 from .checkpoint import atomic_write_text
-from .config import Config, ConfigError, save_config, validate
+from .config import Config, ConfigError, from_dict, merge, save_config, to_dict
 from .results import COMPARISON_JSON, is_finished
 from .simulation import build_federation, run
 
@@ -27,29 +27,48 @@ def label(spec: str) -> str:
     return spec.replace("@", "+")
 
 
-def variant_config(cfg: Config, spec: str, seed: int, out_dir: Path) -> Config:
-    """The configuration of one sub-run: `spec`'s algorithm (and graph), this seed, under out_dir."""
+def variant_config(cfg: Config, spec: str, seed: int, out_dir: Path, params: dict | None = None,
+                   name: str | None = None) -> Config:
+    """The configuration of one sub-run: `spec`'s algorithm (and graph) with its tuned `params`
+    (nested overrides), this seed, under out_dir, named `name` (default <variant>-s<seed>)."""
     algorithm, graph = parse_variant(spec)
-    sub = copy.deepcopy(cfg)
-    sub.federation.algorithm = algorithm
+    data = merge(to_dict(cfg), params or {})
+    data["federation"]["algorithm"] = algorithm
     if graph:
-        sub.graph.kind = graph
-    sub.seed, sub.out_dir, sub.name = seed, str(out_dir), f"{label(spec)}-s{seed}"
-    validate(sub)
-    return sub
+        data["graph"]["kind"] = graph
+    data |= {"seed": seed, "out_dir": str(out_dir), "name": name or f"{label(spec)}-s{seed}"}
+    return from_dict(data, source=f"{spec} settings")
 
 
-def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool = True) -> Path:
+def read_params(path: str | Path, variants: list[str]) -> dict[str, dict]:
+    """Per-variant settings from a TOML file written by `mira tune` (one table per variant, e.g.
+    ["mira@ground_truth"] with train.lr, federation.lam, ...); every variant must have one."""
+    try:
+        params = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"--params {path}: cannot read it ({exc})") from None
+    missing = [v for v in variants if v not in params]
+    if missing:
+        raise ConfigError(f"--params {path}: no settings for {', '.join(missing)} (it has {', '.join(params) or 'none'}); "
+                          "every compared variant needs its tuned settings, for a fair comparison")
+    return {v: params[v] for v in variants}
+
+
+def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool = True,
+            params: dict[str, dict] | None = None) -> Path:
     """Run every variant for every seed into <out_dir>/<name>/<variant>-s<seed>/ and return the
-    comparison directory. Finished sub-runs are kept, so an interrupted comparison continues."""
+    comparison directory; `params` gives each variant its own settings (from `mira tune`).
+    Finished sub-runs are kept, so an interrupted comparison continues."""
     if not variants or not seeds:
         raise ConfigError("compare: give at least one algorithm and one seed")
+    params = params or {}
     out = cfg.run_dir
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.toml")
-    atomic_write_text(out / COMPARISON_JSON, json.dumps({"variants": [label(v) for v in variants], "seeds": seeds}))
+    atomic_write_text(out / COMPARISON_JSON, json.dumps({"variants": [label(v) for v in variants], "seeds": seeds,
+                                                         "params": params}))
     for seed in seeds:
-        subs = [variant_config(cfg, spec, seed, out) for spec in variants]
+        subs = [variant_config(cfg, spec, seed, out, params.get(spec)) for spec in variants]
         todo = [s for s in subs if not is_finished(s.run_dir)]
         if not todo:
             continue

@@ -11,7 +11,9 @@ from .lora import AdapterSlot
 
 @torch.no_grad()
 def test_loss(model: torch.nn.Module, examples: list[Encoded], batch_size: int, pad_id: int) -> float:
-    """Mean cross-entropy over the response tokens of `examples` with the adapter now in the model."""
+    """Mean cross-entropy over the response tokens of `examples` with the adapter now in the model
+    (in eval mode: no dropout)."""
+    model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
     for start in range(0, len(examples), batch_size):

@@ -13,7 +13,7 @@ from .config import Config, load_config
 from .data.encode import format_prompt
 from .lora import AdapterSlot, load_adapter
 from .model import attach_lora, load_base_model
-from .results import ADAPTERS, CLIENTS_JSON
+from .results import ADAPTERS, CLIENTS_JSON, SELECTED
 
 class RunModel:
     """A run's base model with LoRA attached, and every client's adapter, ready to swap in."""
@@ -37,19 +37,24 @@ class RunModel:
             return int(client)
         raise ValueError(f"no client {client!r} in {self.run_dir}; clients: {', '.join(names)}")
 
-    def adapter(self, k: int) -> torch.Tensor:
-        """Client k's final adapter, or its adapter in the last checkpoint if the run did not finish."""
-        final = self.run_dir / ADAPTERS / f"{self.clients[k]['name']}.safetensors"
-        if final.is_file():
-            return load_adapter(final, self.slot.layout)
+    def adapter(self, k: int, selected: bool = False) -> torch.Tensor:
+        """Client k's final adapter (or, with `selected`, the one of its lowest validation loss), or
+        its adapter in the last checkpoint if the run did not finish."""
+        folder = self.run_dir / ADAPTERS / (SELECTED if selected else "")
+        path = folder / f"{self.clients[k]['name']}.safetensors"
+        if path.is_file():
+            return load_adapter(path, self.slot.layout)
+        if selected:
+            raise FileNotFoundError(f"{self.run_dir}: no selected adapters ({folder} is written when a run with "
+                                    "validation data, data.val_per_client > 0, finishes)")
         return load_checkpoint(self.run_dir).thetas[k]
 
-    def use(self, k: int) -> None:
-        self.slot.set(self.adapter(k))
+    def use(self, k: int, selected: bool = False) -> None:
+        self.slot.set(self.adapter(k, selected))
 
-    def export(self, k: int, out_dir: str | Path) -> Path:
+    def export(self, k: int, out_dir: str | Path, selected: bool = False) -> Path:
         """Write client k's adapter as a PEFT directory (adapter_config.json + adapter_model.safetensors)."""
-        self.use(k)
+        self.use(k, selected)
         out = Path(out_dir)
         self.model.save_pretrained(out)
         return out

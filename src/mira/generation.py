@@ -32,7 +32,8 @@ def exact_match(prediction: str, references: tuple[str, ...]) -> float:
 
 @torch.no_grad()
 def generate(model, tokenizer, encoded: list[Encoded], max_new_tokens: int, batch_size: int) -> list[str]:
-    """Greedy continuations of the prompts (the unmasked prefix of each encoded example)."""
+    """Greedy continuations of the prompts (the unmasked prefix of each encoded example), in eval mode."""
+    model.eval()
     device = next(model.parameters()).device
     prompts = [e.input_ids[:next((i for i, lab in enumerate(e.labels) if lab != IGNORE), len(e.labels))]
                for e in encoded]

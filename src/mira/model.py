@@ -121,13 +121,14 @@ def tiny_model(seed: int = 0):
 
 
 def attach_lora(model, cfg: ModelConfig, seed: int) -> PeftModel:
-    """Wrap `model` with a fresh LoRA adapter (PEFT); the initial A matrices depend only on `seed`."""
+    """Wrap `model` with a fresh LoRA adapter (PEFT), in eval mode (PEFT makes its new dropout layers
+    in training mode); the initial A matrices depend only on `seed`."""
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
     with torch.random.fork_rng(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
         torch.manual_seed(seed)
         try:
-            return get_peft_model(model, lora)
+            return get_peft_model(model, lora).eval()
         except ValueError as exc:
             raise ValueError(f"model.target_modules {cfg.target_modules}: {exc}") from None

@@ -11,6 +11,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import flatten
 from .results import CLIENTS_JSON, COMPARISON_JSON, is_finished, read_history
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,14 @@ class VariantRuns:
             record = next(r for r in reversed(history) if key in r or f"mean_{key}" in r)
             out.append(record[key][client] if client else record[f"mean_{key}"])
         return out
+
+    @property
+    def has_selection(self) -> bool:
+        return all("selected" in h[-1] for h in self.histories)
+
+    def selected(self, key: str, client: str | None = None) -> list[float]:
+        """`key` of the validation-selected adapters (per client, or its mean) in every seed."""
+        return [h[-1]["selected"][key][client] if client else h[-1]["selected"][f"mean_{key}"] for h in self.histories]
 
     def curve(self, key: str, client: str | None = None) -> tuple[list[int], list[float], list[float]]:
         """Rounds where `key` was evaluated, and its mean and std over seeds."""
@@ -104,6 +113,24 @@ def _pm(values: list[float]) -> str:
     return f"{statistics.fmean(values):.3f} ± {_std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
 
+def _client_table(variants: list[VariantRuns], clients: list[dict], values: dict, winners: dict) -> list[str]:
+    """Per-client mean ± std of `values` (variant → client → per-seed values), the best in bold."""
+    lines = ["| client | family | " + " | ".join(v.label for v in variants) + " |", "|---|---|" + "---|" * len(variants)]
+    for c in clients:
+        n = c["name"]
+        cells = [(f"**{_pm(values[v.label][n])}**" if winners[n] == v.label else _pm(values[v.label][n]))
+                 for v in variants]
+        lines.append(f"| {n} | {c['family']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _settings(comparison_dir: Path) -> dict[str, dict]:
+    """The per-variant settings a comparison was run with (flattened keys), if any."""
+    record = comparison_dir / COMPARISON_JSON
+    params = json.loads(record.read_text()).get("params", {}) if record.is_file() else {}
+    return {spec.replace("@", "+"): flatten(p) for spec, p in params.items()}
+
+
 def write_report(comparison_dir: str | Path) -> list[Path]:
     """Write results.md, results.csv and the PNG plots into `comparison_dir`; return their paths."""
     comparison_dir = Path(comparison_dir)
@@ -127,27 +154,43 @@ def write_report(comparison_dir: str | Path) -> list[Path]:
                                  f"{statistics.fmean(v.final('rouge_l', n)):.6g}" if has["rouge_l"] else ""])
 
     seeds = ", ".join(map(str, sorted(variants[0].seeds)))
+    selected = all(v.has_selection for v in variants)
     lines = [f"# Comparison: {comparison_dir.name}", "",
-             f"Final per-client local test loss (lower is better), mean ± std over seeds {seeds}.", "",
-             "| client | family | " + " | ".join(v.label for v in variants) + " |",
-             "|---|---|" + "---|" * len(variants)]
-    for c in clients:
-        n = c["name"]
-        cells = [(f"**{_pm(final_local[v.label][n])}**" if winners[n] == v.label else _pm(final_local[v.label][n]))
-                 for v in variants]
-        lines.append(f"| {n} | {c['family']} | " + " | ".join(cells) + " |")
+             f"Final per-client local test loss (lower is better), mean ± std over seeds {seeds}.", ""]
+    lines += _client_table(variants, clients, final_local, winners)
+    if selected:
+        sel_local = {v.label: {n: v.selected("local_loss", n) for n in names} for v in variants}
+        sel_winners = {n: min(variants, key=lambda v: statistics.fmean(sel_local[v.label][n])).label for n in names}
+        lines += ["", "Local test loss of each client's validation-selected adapter (the round with its lowest "
+                  "validation loss), mean ± std over seeds.", ""]
+        lines += _client_table(variants, clients, sel_local, sel_winners)
     lines += ["", "| summary | " + " | ".join(v.label for v in variants) + " |", "|---|" + "---|" * len(variants),
               "| mean local loss | " + " | ".join(_pm(v.final("local_loss")) for v in variants) + " |"]
+    if selected:
+        lines.append("| mean local loss, selected | " + " | ".join(_pm(v.selected("local_loss")) for v in variants) + " |")
     if has["global_loss"]:
         lines.append("| mean global loss | " + " | ".join(_pm(v.final("global_loss")) for v in variants) + " |")
+        if selected:
+            lines.append("| mean global loss, selected | "
+                         + " | ".join(_pm(v.selected("global_loss")) for v in variants) + " |")
     if has["rouge_l"]:
         lines.append("| mean ROUGE-L | " + " | ".join(_pm(v.final("rouge_l")) for v in variants) + " |")
+        if selected:
+            lines.append("| mean ROUGE-L, selected | " + " | ".join(_pm(v.selected("rouge_l")) for v in variants) + " |")
     lines.append("| clients won (lowest local loss) | "
                  + " | ".join(str(sum(w == v.label for w in winners.values())) for v in variants) + " |")
+    if selected:
+        lines.append("| clients won, selected | "
+                     + " | ".join(str(sum(w == v.label for w in sel_winners.values())) for v in variants) + " |")
     lines.append("| adapter bytes per sampled client per round, each way | "
                  + " | ".join(f"{v.bytes_per_client_round() / 1e6:.2f} MB" for v in variants) + " |")
     lines.append("| adapter bytes sent + received, whole run | "
                  + " | ".join(f"{v.total_bytes() / 1e6:.1f} MB" for v in variants) + " |")
+    params = _settings(comparison_dir)
+    if params:
+        lines += ["", "Settings per variant (from `mira compare --params`):", ""]
+        lines += [f"- {label}: " + ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+                                             for k, v in flat.items()) for label, flat in params.items()]
     curves = [v.curve("local_loss") for v in variants]
     lines += ["", "Mean local test loss at every evaluated round (mean ± std over seeds).", "",
               "| round | " + " | ".join(v.label for v in variants) + " |", "|---|" + "---|" * len(variants)]

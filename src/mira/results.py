@@ -16,6 +16,8 @@ CLIENTS_JSON = "clients.json"
 COMPARISON_JSON = "comparison.json"
 ADAPTERS = "adapters"
 """The final adapters of a run; the folder appears (by a rename) only when the run has finished."""
+SELECTED = "selected"
+"""Inside ADAPTERS: each client's adapter of the round with its lowest validation loss."""
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -48,7 +50,7 @@ def read_history(run_dir: Path, up_to_round: int | None = None) -> list[dict]:
 class MetricsWriter:
     """Per-round metrics to metrics.jsonl (one record per round) and metrics.csv (one row per client)."""
 
-    METRICS = ("train_loss", "local_loss", "global_loss", "rouge_l", "exact_match")
+    METRICS = ("train_loss", "val_loss", "local_loss", "global_loss", "rouge_l", "exact_match")
     COLUMNS = ["round", "client", "family", "sampled", *METRICS]
 
     def __init__(self, run_dir: Path, clients: list[ClientData], history: list[dict] = ()):

@@ -7,7 +7,7 @@ import random
 import shutil
 import time
 from statistics import fmean
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .algorithms import Algorithm, LocalPlan, build_algorithm
 from .algorithms.base import screen_updates
-from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .config import Config, save_config
 from .data import ClientData, load_clients
 from .data.encode import Encoded, batch_schedule, encode
@@ -26,7 +26,8 @@ from .generation import generation_scores
 from .graph import GraphEstimator, check_step, family_graph, normalize_graph, read_graph, uniform_graph, validate_graph
 from .lora import AdapterLayout, AdapterSlot, save_adapter
 from .model import attach_lora, load_base_model
-from .results import ADAPTERS, METRICS_JSONL, MetricsWriter, read_history, write_clients
+from .results import ADAPTERS, METRICS_JSONL, SELECTED, MetricsWriter, read_history, write_clients
+from .selection import Selection
 from .train import train_local
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class Federation:
     train_sets: list[list[Encoded]]
     test_sets: list[list[Encoded]]
     initial_theta: torch.Tensor
+    val_sets: list[list[Encoded]] = field(default_factory=list)
     offset: int = 0
     """Federation-wide index of clients[0]: non-zero on a Flower node that holds only its own client."""
 
@@ -121,47 +123,70 @@ def build_federation(cfg: Config) -> Federation:
     return Federation(
         cfg=cfg, model=model, tokenizer=tokenizer, slot=slot, clients=clients,
         train_sets=[enc(c.train) for c in clients], test_sets=[enc(c.test) for c in clients],
-        initial_theta=slot.get())
+        initial_theta=slot.get(), val_sets=[enc(c.val) for c in clients])
 
 
 @dataclass
 class ClientEvaluation:
-    """One client's evaluation: its adapter on its test set, and optionally more."""
+    """One client's evaluation of its adapter: on its test set (unless only validating), on its
+    validation set (if it has one), and optionally more."""
 
-    local_loss: float
+    local_loss: float | None
     tokens: int
     """Response tokens scored in the client's test set (the weight of its set in the global loss)."""
     column: list[float] | None = None
     """Every client's adapter on this client's test set (for the global loss)."""
     scores: dict[str, float] | None = None
     """ROUGE-L and exact match of greedy answers."""
+    val_loss: float | None = None
+
+
+def compute_precision(fed: Federation):
+    """The autocast context of model.autocast for the model's device (a no-op for 'none')."""
+    device = fed.slot.params[0].device.type
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=fed.cfg.model.autocast == "bfloat16")
 
 
 def evaluate_client(fed: Federation, k: int, theta: torch.Tensor, generate: bool,
-                    all_thetas: torch.Tensor | None = None) -> ClientEvaluation:
-    """Client k's evaluation of `theta` on its test set; with `all_thetas`, also every client's
-    adapter on it; with `generate`, ROUGE-L and exact match on the first eval.generate_per_client
-    test examples."""
-    ecfg, test = fed.cfg.eval, fed.test_sets[k - fed.offset]
+                    all_thetas: torch.Tensor | None = None, test: bool = True) -> ClientEvaluation:
+    """Client k's evaluation of `theta`: validation loss (if it has a validation set) and, with
+    `test`, test loss; with `all_thetas`, also every client's adapter on its test set; with
+    `generate`, ROUGE-L and exact match on the first eval.generate_per_client test examples.
+    Without `test` the test set is not read at all (tuning)."""
+    with compute_precision(fed):
+        return _evaluate_client(fed, k, theta, generate, all_thetas, test)
+
+
+def _evaluate_client(fed: Federation, k: int, theta: torch.Tensor, generate: bool,
+                     all_thetas: torch.Tensor | None, test: bool) -> ClientEvaluation:
+    ecfg, i = fed.cfg.eval, k - fed.offset
+    val = fed.val_sets[i] if fed.val_sets else []
+    val_loss = losses_on(fed.model, fed.slot, theta[None], val, ecfg.batch_size, fed.pad_id)[0] if val else None
+    if not test:
+        return ClientEvaluation(None, 0, val_loss=val_loss)
+    test_set = fed.test_sets[i]
     column = None
     if all_thetas is not None:
-        column = losses_on(fed.model, fed.slot, all_thetas, test, ecfg.batch_size, fed.pad_id)
-    local = losses_on(fed.model, fed.slot, theta[None], test, ecfg.batch_size, fed.pad_id)[0]
+        column = losses_on(fed.model, fed.slot, all_thetas, test_set, ecfg.batch_size, fed.pad_id)
+    local = losses_on(fed.model, fed.slot, theta[None], test_set, ecfg.batch_size, fed.pad_id)[0]
     scores = None
     if generate and ecfg.generate_per_client > 0:
         n = ecfg.generate_per_client
-        scores = generation_scores(fed.model, fed.tokenizer, fed.clients[k - fed.offset].test[:n], test[:n],
+        scores = generation_scores(fed.model, fed.tokenizer, fed.clients[i].test[:n], test_set[:n],
                                    ecfg.max_new_tokens, ecfg.batch_size)
-    return ClientEvaluation(local, response_tokens(test), column, scores)
+    return ClientEvaluation(local, response_tokens(test_set), column, scores, val_loss)
 
 
 def summarise_evaluation(names: list[str], evaluations: dict[int, ClientEvaluation]) -> dict:
-    """The round's metrics from the clients' evaluations: per-client and mean local loss; global loss
-    (each adapter on the pooled test sets, token-weighted) where columns came back; generation
-    scores. Clients missing from `evaluations` (failed) are left out of the means."""
+    """The round's metrics from the clients' evaluations: per-client and mean local (test) and
+    validation loss; global loss (each adapter on the pooled test sets, token-weighted) where columns
+    came back; generation scores. Clients missing from `evaluations` (failed) are left out of the means."""
     present = sorted(evaluations)
-    local = {names[k]: evaluations[k].local_loss for k in present}
-    out = {"local_loss": local, "mean_local_loss": fmean(local.values())}
+    out = {}
+    for key in ("local_loss", "val_loss"):
+        values = {names[k]: getattr(evaluations[k], key) for k in present if getattr(evaluations[k], key) is not None}
+        if values:
+            out |= {key: values, f"mean_{key}": fmean(values.values())}
     if present and all(evaluations[k].column is not None for k in present):
         matrix = torch.full((len(names), len(names)), float("nan"))
         for k in present:
@@ -177,12 +202,12 @@ def summarise_evaluation(names: list[str], evaluations: dict[int, ClientEvaluati
     return out
 
 
-def evaluate(fed: Federation, thetas: torch.Tensor, generate: bool = False) -> dict:
-    """Local and (with eval.global_loss) global loss of every client's current adapter; with
-    `generate`, also ROUGE-L and exact match."""
-    cross = thetas if fed.cfg.eval.global_loss else None
+def evaluate(fed: Federation, thetas: torch.Tensor, full: bool = False, test: bool = True) -> dict:
+    """Validation and local test loss of every client's current adapter; with `full`, also the
+    global loss (if eval.global_loss) and ROUGE-L and exact match; without `test`, validation only."""
+    cross = thetas if full and test and fed.cfg.eval.global_loss else None
     return summarise_evaluation([c.name for c in fed.clients],
-                                {k: evaluate_client(fed, k, thetas[k], generate, cross) for k in range(len(fed.clients))})
+                                {k: evaluate_client(fed, k, thetas[k], full, cross, test) for k in range(len(fed.clients))})
 
 
 def train_client(fed: Federation, k: int, theta: torch.Tensor, round_: int, plan: LocalPlan,
@@ -199,8 +224,9 @@ def train_client(fed: Federation, k: int, theta: torch.Tensor, round_: int, plan
                            client_seed(cfg.seed, k, round_), state, on_step=on_step, anchor=anchor, mu=mu,
                            freeze_a=plan.freeze_a)
 
-    trained_global = train(global_theta, None, 0.0, None).theta if plan.personal else None
-    result = train(theta, global_theta if plan.personal else theta, plan.mu, optimizer_state)
+    with compute_precision(fed):
+        trained_global = train(global_theta, None, 0.0, None).theta if plan.personal else None
+        result = train(theta, global_theta if plan.personal else theta, plan.mu, optimizer_state)
     return ClientUpdate(k, result.theta, result.num_examples, result.mean_loss, result.optimizer_state, trained_global)
 
 
@@ -249,6 +275,7 @@ class RunResult:
     thetas: torch.Tensor
     history: list[dict]
     clients: list[ClientData]
+    selection: Selection | None = None
 
 
 class Backend(Protocol):
@@ -260,7 +287,8 @@ class Backend(Protocol):
     bytes_per_value: int
     """What one adapter value costs on the wire (counted in each round's bytes_up/bytes_down)."""
 
-    def evaluate(self, thetas: torch.Tensor, generate: bool) -> dict: ...
+    def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
+        """The round's evaluation metrics (see `evaluate`)."""
 
 
 @dataclass
@@ -273,19 +301,21 @@ class InProcess:
     def train(self, algorithm, thetas, round_, sampled, optimizer_states, progress):
         return train_sampled(self.fed, algorithm, thetas, round_, sampled, optimizer_states, progress)
 
-    def evaluate(self, thetas, generate):
-        return evaluate(self.fed, thetas, generate)
+    def evaluate(self, thetas, full, test=True):
+        return evaluate(self.fed, thetas, full, test)
 
 
 def run(cfg: Config, overwrite: bool = False, progress: bool = True, fed: Federation | None = None,
-        resume: bool = False) -> RunResult:
+        resume: bool = False, tuning: bool = False, on_evaluation=None) -> RunResult:
     """Run a federated training job in this process, writing config, metrics, a checkpoint after
-    each round and the final adapters to cfg.run_dir. With `resume`, continue from its checkpoint."""
+    each round and the final adapters to cfg.run_dir. With `resume`, continue from its checkpoint;
+    `tuning` and `on_evaluation` as in `run_federation`."""
     check_run_dir(cfg, overwrite, resume)
     fed = fed or build_federation(cfg)
     log.info("%d clients:\n%s", len(fed.clients), partition_summary(fed.clients))
     rule = build_server_rule(cfg, fed.clients, fed.slot.layout, fed.initial_theta)
-    return run_federation(cfg, fed.clients, fed.slot.layout, fed.initial_theta, rule, InProcess(fed), progress, resume)
+    return run_federation(cfg, fed.clients, fed.slot.layout, fed.initial_theta, rule, InProcess(fed), progress, resume,
+                          tuning, on_evaluation)
 
 
 def build_server_rule(cfg: Config, clients: list[ClientData], layout: AdapterLayout,
@@ -304,10 +334,13 @@ def build_server_rule(cfg: Config, clients: list[ClientData], layout: AdapterLay
 
 
 def check_run_dir(cfg: Config, overwrite: bool, resume: bool) -> None:
-    """Refuse to start over an existing run unless asked to overwrite it (or resume it)."""
-    if not resume and (cfg.run_dir / METRICS_JSONL).exists() and not overwrite:
-        raise FileExistsError(f"{cfg.run_dir} already holds a run; choose another name, pass --overwrite, "
-                              f"or continue it with --resume {cfg.run_dir}")
+    """Refuse to start over an existing run unless asked to overwrite it (or resume it). A folder whose
+    run stopped before its first checkpoint holds nothing to keep: it is started again."""
+    run_dir = cfg.run_dir
+    holds_run = (run_dir / CHECKPOINT).exists() or (run_dir / ADAPTERS).exists()
+    if not resume and holds_run and not overwrite:
+        raise FileExistsError(f"{run_dir} already holds a run; choose another name, pass --overwrite, "
+                              f"or continue it with --resume {run_dir}")
 
 
 def federated_round(cfg: Config, algorithm: Algorithm, backend: Backend, thetas: torch.Tensor, round_: int,
@@ -326,12 +359,25 @@ def federated_round(cfg: Config, algorithm: Algorithm, backend: Backend, thetas:
 
 
 def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout, initial_theta: torch.Tensor,
-                   algorithm: Algorithm, backend: Backend, progress: bool = True, resume: bool = False) -> RunResult:
+                   algorithm: Algorithm, backend: Backend, progress: bool = True, resume: bool = False,
+                   tuning: bool = False, on_evaluation=None) -> RunResult:
     """The round loop every runner shares: sampling, training through `backend`, screening and the
-    server rule, evaluation, metrics, checkpoints and final adapters."""
+    server rule, evaluation and per-client model selection, metrics, checkpoints and final adapters.
+
+    With `tuning` only validation losses are evaluated: the test sets are never read. After every
+    evaluation `on_evaluation(round, record)` is called (tuning reports to its pruner there).
+    """
     run_dir, fcfg = cfg.run_dir, cfg.federation
     names = [c.name for c in clients]
-    checkpoint = load_checkpoint(run_dir) if resume else None
+    test = not tuning
+    if run_dir.is_dir():
+        remove_stale_temporaries(run_dir)
+    checkpoint = None
+    if resume and (run_dir / CHECKPOINT).is_file():
+        checkpoint = load_checkpoint(run_dir)
+    elif resume:
+        log.warning("%s: no checkpoint yet (the run stopped before its first round ended); starting it again",
+                    run_dir)
     if checkpoint is None:
         start, optimizer_states = 1, {}
         thetas = initial_theta.expand(len(names), -1).clone()
@@ -342,9 +388,13 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         save_config(cfg, run_dir / "config.toml")
         write_clients(run_dir, clients)
         writer = MetricsWriter(run_dir, clients)
-        record = {"round": 0, "sampled": []} | backend.evaluate(thetas, generate=True)
+        selection = Selection.start(thetas)
+        record = {"round": 0, "sampled": []} | backend.evaluate(thetas, full=test, test=test)
+        _select(selection, record, names, thetas)
         writer.write(record)
         history = [record]
+        if on_evaluation is not None:
+            on_evaluation(0, record)
     else:
         expected = (len(names), layout.numel)
         if tuple(checkpoint.thetas.shape) != expected:
@@ -352,6 +402,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
                              f"this configuration makes {expected}")
         start, thetas, optimizer_states = checkpoint.round + 1, checkpoint.thetas, checkpoint.optimizer_states
         algorithm.load_state_dict(checkpoint.server_state)
+        selection = Selection.from_state_dict(checkpoint.selection, thetas)
         history = read_history(run_dir, up_to_round=checkpoint.round)
         writer = MetricsWriter(run_dir, clients, history)
         save_config(cfg, run_dir / "config.toml")
@@ -361,22 +412,53 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
                   initial=start - 1, total=fcfg.rounds)
     for round_ in rounds:
         thetas, record = federated_round(cfg, algorithm, backend, thetas, round_, names, optimizer_states, progress)
-        if round_ % cfg.eval.eval_every == 0 or round_ == fcfg.rounds:
-            record |= backend.evaluate(thetas, generate=round_ == fcfg.rounds)
-            rounds.set_postfix(local_loss=f"{record['mean_local_loss']:.3f}")
-            log.info("round %d/%d: mean local test loss %.4f", round_, fcfg.rounds, record["mean_local_loss"])
+        last = round_ == fcfg.rounds
+        if round_ % cfg.eval.eval_every == 0 or last:
+            record |= backend.evaluate(thetas, full=last and test, test=test)
+            _select(selection, record, names, thetas)
+            key = "mean_local_loss" if test else "mean_val_loss"
+            if key in record:
+                rounds.set_postfix({key.removeprefix("mean_"): f"{record[key]:.3f}"})
+                log.info("round %d/%d: %s %.4f", round_, fcfg.rounds, key.removeprefix("mean_").replace("_", " "),
+                         record[key])
+            if last and test and selection.active:
+                record["selected"] = selection.summary(names) | _evaluate_selected(backend, selection, thetas, record)
+            if on_evaluation is not None:
+                on_evaluation(round_, record)
         writer.write(record)
         history.append(record)
-        if cfg.checkpoint_every and (round_ % cfg.checkpoint_every == 0 or round_ == fcfg.rounds):
-            save_checkpoint(run_dir, Checkpoint(round_, thetas, optimizer_states, algorithm.state_dict()))
+        if cfg.checkpoint_every and (round_ % cfg.checkpoint_every == 0 or last):
+            save_checkpoint(run_dir, Checkpoint(round_, thetas, optimizer_states, algorithm.state_dict(),
+                                                selection.state_dict()))
 
     partial = run_dir / f"{ADAPTERS}.partial"  # renamed when complete: a run is finished once ADAPTERS exists
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
+    (partial / SELECTED).mkdir(parents=True)
     for k, name in enumerate(names):
-        save_adapter(partial / f"{name}.safetensors", thetas[k], layout, {"client": name, "family": clients[k].family})
+        meta = {"client": name, "family": clients[k].family}
+        save_adapter(partial / f"{name}.safetensors", thetas[k], layout, meta)
+        if selection.active:
+            save_adapter(partial / SELECTED / f"{name}.safetensors", selection.thetas[k], layout,
+                         meta | {"round": str(int(selection.round[k]))})
     shutil.rmtree(run_dir / ADAPTERS, ignore_errors=True)
     partial.rename(run_dir / ADAPTERS)
-    return RunResult(run_dir, thetas, history, clients)
+    return RunResult(run_dir, thetas, history, clients, selection)
 
 
+def _select(selection: Selection, record: dict, names: list[str], thetas: torch.Tensor) -> None:
+    """Update the selection with the record's validation losses; note their selected mean in it."""
+    if "val_loss" in record:
+        selection.update(record["round"], record["val_loss"], names, thetas)
+        record["mean_selected_val_loss"] = selection.summary(names)["mean_val_loss"]
+
+
+def _evaluate_selected(backend: Backend, selection: Selection, thetas: torch.Tensor, final: dict) -> dict:
+    """Test metrics of the selected adapters (the final record's where they are the final adapters)."""
+    if torch.equal(selection.thetas, thetas):
+        return {k: v for k, v in final.items() if k.removeprefix("mean_") in EVALUATED}
+    evaluation = backend.evaluate(selection.thetas, full=True)
+    return {k: v for k, v in evaluation.items() if k.removeprefix("mean_") in EVALUATED}
+
+
+EVALUATED = ("local_loss", "global_loss", "rouge_l", "exact_match")
+"""The test metrics reported for the selected adapters."""

@@ -60,8 +60,6 @@ def train_local(model: torch.nn.Module, slot: AdapterSlot, theta: torch.Tensor, 
             torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        for p in slot.params:
-            p.grad = None
         losses.append(loss.item())
         if on_step is not None:
             on_step(losses[-1])

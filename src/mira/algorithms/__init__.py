@@ -15,7 +15,11 @@ from .ffa_lora import FFALoRA
 from .local import Local
 from .mira import Mira, laplacian_step
 
-__all__ = ["Algorithm", "Ditto", "FedIT", "FedProx", "FedSALoRA", "FFALoRA", "Local", "LocalPlan", "Mira",
+ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (Mira, FedIT, Local, FedProx, Ditto, FedSALoRA,
+                                                                   FFALoRA)}
+"""Every algorithm by its `federation.algorithm` name."""
+
+__all__ = ["ALGORITHMS", "Algorithm", "Ditto", "FedIT", "FedProx", "FedSALoRA", "FFALoRA", "Local", "LocalPlan", "Mira",
            "laplacian_step", "build_algorithm"]
 
 

@@ -32,6 +32,12 @@ class Algorithm(ABC):
     global_theta: torch.Tensor | None = None
     """A server-held adapter besides the per-client rows (Ditto's global model), sent with each task."""
 
+    @staticmethod
+    def search_space(trial, cfg) -> dict:
+        """Hyper-parameters `mira tune` searches for this algorithm, as nested config overrides drawn
+        from an Optuna `trial`: the local learning rate, log-uniform within 10x of cfg.train.lr."""
+        return {"train": {"lr": trial.suggest_float("train.lr", cfg.train.lr / 10, cfg.train.lr * 10, log=True)}}
+
     @abstractmethod
     def aggregate(self, thetas: torch.Tensor, trained: dict[int, torch.Tensor],
                   num_examples: dict[int, int], trained_global: dict[int, torch.Tensor] | None = None

@@ -13,6 +13,13 @@ from .fedit import weighted_mean
 class Ditto(Algorithm):
     name = "ditto"
 
+    @staticmethod
+    def search_space(trial, cfg) -> dict:
+        """The learning rate and the proximal strength μ, log-uniform in [1e-3, 1]."""
+        space = Algorithm.search_space(trial, cfg)
+        space["federation"] = {"mu": trial.suggest_float("federation.mu", 1e-3, 1.0, log=True)}
+        return space
+
     def __init__(self, mu: float):
         self.plan = LocalPlan(mu=mu, personal=True)
 

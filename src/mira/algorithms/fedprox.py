@@ -3,12 +3,19 @@ proximal term (mu/2)·‖θ − θ_received‖², which keeps heterogeneous clie
 
 from __future__ import annotations
 
-from .base import LocalPlan
+from .base import Algorithm, LocalPlan
 from .fedit import FedIT
 
 
 class FedProx(FedIT):
     name = "fedprox"
+
+    @staticmethod
+    def search_space(trial, cfg) -> dict:
+        """The learning rate and the proximal strength μ, log-uniform in [1e-3, 1]."""
+        space = Algorithm.search_space(trial, cfg)
+        space["federation"] = {"mu": trial.suggest_float("federation.mu", 1e-3, 1.0, log=True)}
+        return space
 
     def __init__(self, mu: float):
         self.plan = LocalPlan(mu=mu)

@@ -33,13 +33,13 @@ def laplacian_step(thetas: torch.Tensor, adjacency: torch.Tensor, step: float,
 
 
 class Mira(Algorithm):
-    """MIRA's server rule. `neighbours='all'` uses the newest copy of every neighbour (default);
-    `'sampled'` lets only this round's sampled clients contribute, as in FedU. With an `estimator`
+    """MIRA's server rule. `neighbours='sampled'` (default) lets only this round's sampled clients
+    contribute, as in the paper's update and FedU; `'all'` uses the newest copy of every neighbour. With an `estimator`
     the graph is learned from the adapters during training (graph.kind = 'learned')."""
 
     name = "mira"
 
-    def __init__(self, adjacency: torch.Tensor, step: float, neighbours: str = "all",
+    def __init__(self, adjacency: torch.Tensor, step: float, neighbours: str = "sampled",
                  estimator: GraphEstimator | None = None):
         if neighbours not in ("all", "sampled"):
             raise ValueError(f"neighbours must be 'all' or 'sampled', got {neighbours!r}")
@@ -47,6 +47,16 @@ class Mira(Algorithm):
         self.step = step
         self.neighbours = neighbours
         self.estimator = estimator
+
+    @staticmethod
+    def search_space(trial, cfg) -> dict:
+        """The learning rate, the step η·λ in [0, 1] (η = 1, so λ = 0, local training, is inside the
+        space) and, for a learned graph, graph.knn."""
+        space = Algorithm.search_space(trial, cfg)
+        space["federation"] = {"eta": 1.0, "lam": trial.suggest_float("federation.eta*lam", 0.0, 1.0)}
+        if cfg.graph.kind == "learned":
+            space["graph"] = {"knn": trial.suggest_int("graph.knn", 1, 4)}
+        return space
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         if self.estimator is None:

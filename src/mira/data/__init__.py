@@ -36,6 +36,8 @@ class ClientData:
     test: list[Example]
     task_counts: dict[str, int] = field(default_factory=dict)
     """Training examples per source task."""
+    val: list[Example] = field(default_factory=list)
+    """Validation examples (model selection and tuning), disjoint from train and test."""
 
 
 def load_tasks(cfg: DataConfig, seed: int) -> list[Task]:
@@ -45,7 +47,7 @@ def load_tasks(cfg: DataConfig, seed: int) -> list[Task]:
     if cfg.source == "synthetic":
         from .synthetic import TASKS, synthetic_tasks
         # enough examples per task for every partition scheme to fill each client's caps
-        per_task = (cfg.train_per_client + cfg.test_per_client) * max(1, cfg.clients_per_task,
+        per_task = (cfg.train_per_client + cfg.test_per_client + cfg.val_per_client) * max(1, cfg.clients_per_task,
                                                                       -(-cfg.num_clients // len(TASKS)))
         tasks = synthetic_tasks(per_task, seed)
     elif cfg.source == "natural_instructions":
@@ -79,8 +81,8 @@ def _read_families(path: str) -> dict[str, str] | None:
 
 def load_clients(cfg: DataConfig, seed: int) -> list[ClientData]:
     """The federated clients: tasks from `cfg.source`, partitioned by `cfg.partition`, each split
-    into train and test with `seed`."""
+    into train, validation and test with `seed`."""
     from .partition import partition
 
     return partition(load_tasks(cfg, seed), cfg.partition, cfg.train_per_client, cfg.test_per_client, seed,
-                     cfg.clients_per_task, cfg.num_clients, cfg.alpha)
+                     cfg.clients_per_task, cfg.num_clients, cfg.alpha, cfg.val_per_client)

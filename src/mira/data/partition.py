@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import Counter
 
@@ -9,27 +10,42 @@ import numpy as np
 
 from . import ClientData, DataError, Example, Task
 
+log = logging.getLogger(__name__)
+
 
 def split_client(name: str, family: str, examples: list[Example], train_cap: int, test_cap: int,
-                 sources: list[str] | str = "") -> ClientData:
-    """Hold out up to `test_cap` examples for testing and keep up to `train_cap` for training.
-    `sources` names the task of each example (or of all), for the client's `task_counts`.
+                 sources: list[str] | str = "", val_cap: int = 0) -> ClientData:
+    """Hold out up to `test_cap` examples for testing, keep up to `train_cap` for training and the
+    next up to `val_cap` for validation. `sources` names the task of each example (or of all), for
+    the client's `task_counts`.
 
-    With fewer than train_cap + test_cap examples, both parts shrink in proportion; a client whose
-    train or test part would be empty is an error.
+    The test part comes first and its size depends on the train and test caps only, so switching
+    validation on or off never changes it; with enough data the training part does not change
+    either. With fewer than train_cap + test_cap examples, train and test shrink in proportion (a
+    warning says so); validation takes its share of what is left after the test part. A client
+    whose train or test part would be empty is an error.
     """
     n = len(examples)
     if n >= train_cap + test_cap:
-        n_test, n_train = test_cap, train_cap
+        n_test = test_cap
     else:
         n_test = max(1, round(n * test_cap / (train_cap + test_cap)))
-        n_train = n - n_test
+    pool = n - n_test
+    if pool >= train_cap + val_cap:
+        n_train, n_val = train_cap, val_cap
+    else:
+        n_val = round(pool * val_cap / (train_cap + val_cap))
+        n_train = pool - n_val
     if n_train < 1 or n_test < 1:
         raise DataError(f"client {name}: {n} example(s) cannot make a non-empty train and test split "
                         f"(need at least 2; data.train_per_client={train_cap}, data.test_per_client={test_cap})")
+    if n_test < test_cap or n_train < train_cap or n_val < val_cap:
+        log.warning("client %s has %d examples, fewer than asked (train %d, test %d, validation %d): it gets "
+                    "train %d, test %d, validation %d", name, n, train_cap, test_cap, val_cap, n_train, n_test, n_val)
     sources = [sources] * n if isinstance(sources, str) else sources
-    return ClientData(name, family, examples[n_test:n_test + n_train], examples[:n_test],
-                      dict(Counter(sources[n_test:n_test + n_train])))
+    train = slice(n_test, n_test + n_train)
+    return ClientData(name, family, examples[train], examples[:n_test], dict(Counter(sources[train])),
+                      val=examples[n_test + n_train:n_test + n_train + n_val])
 
 
 def _shuffled(examples: list[Example], seed: int, tag: str) -> list[Example]:
@@ -39,7 +55,8 @@ def _shuffled(examples: list[Example], seed: int, tag: str) -> list[Example]:
 
 
 def partition(tasks: list[Task], scheme: str, train_cap: int, test_cap: int, seed: int,
-              clients_per_task: int = 1, num_clients: int = 0, alpha: float = 0.5) -> list[ClientData]:
+              clients_per_task: int = 1, num_clients: int = 0, alpha: float = 0.5, val_cap: int = 0
+              ) -> list[ClientData]:
     """Clients from tasks.
 
     task: one client per task. split: `clients_per_task` clients per task, its data divided evenly.
@@ -48,7 +65,8 @@ def partition(tasks: list[Task], scheme: str, train_cap: int, test_cap: int, see
     A mixed client's family is that of the task it holds most examples of.
     """
     if scheme == "task":
-        return [split_client(t.name, t.family, _shuffled(t.examples, seed, t.name), train_cap, test_cap, t.name)
+        return [split_client(t.name, t.family, _shuffled(t.examples, seed, t.name), train_cap, test_cap, t.name,
+                             val_cap)
                 for t in tasks]
     if scheme == "split":
         clients = []
@@ -56,7 +74,7 @@ def partition(tasks: list[Task], scheme: str, train_cap: int, test_cap: int, see
             shards = np.array_split(np.arange(len(t.examples)), clients_per_task)
             shuffled = _shuffled(t.examples, seed, t.name)
             clients += [split_client(f"{t.name}#{i}", t.family, [shuffled[j] for j in shard], train_cap, test_cap,
-                                     t.name)
+                                     t.name, val_cap)
                         for i, shard in enumerate(shards)]
         return clients
     if scheme not in ("dirichlet", "iid"):
@@ -86,22 +104,22 @@ def partition(tasks: list[Task], scheme: str, train_cap: int, test_cap: int, see
         main = Counter(name for _, name in held).most_common(1)
         family = family_of[main[0][0]] if main else "none"
         clients.append(split_client(f"client{i:03d}", family, [e for e, _ in held], train_cap, test_cap,
-                                    [name for _, name in held]))
+                                    [name for _, name in held], val_cap))
     return clients
 
 
 def summary(clients: list[ClientData]) -> str:
-    """Each client's family, train and test size, and (when clients mix tasks) its training examples
+    """Each client's family, train, validation and test size, and (when clients mix tasks) its training examples
     per task."""
     names = sorted({t for c in clients for t in c.task_counts})
     mixed = any(len(c.task_counts) > 1 for c in clients)
     width = max(8, *(len(c.name) for c in clients))
-    head = f"{'client':<{width}} {'family':<14} {'train':>6} {'test':>5}"
+    head = f"{'client':<{width}} {'family':<14} {'train':>6} {'val':>5} {'test':>5}"
     if mixed:
         head += "  " + " ".join(f"{n[:14]:>14}" for n in names)
     lines = [head]
     for c in clients:
-        line = f"{c.name:<{width}} {c.family[:14]:<14} {len(c.train):>6} {len(c.test):>5}"
+        line = f"{c.name:<{width}} {c.family[:14]:<14} {len(c.train):>6} {len(c.val):>5} {len(c.test):>5}"
         if mixed:
             line += "  " + " ".join(f"{c.task_counts.get(n, 0):>14}" for n in names)
         lines.append(line)

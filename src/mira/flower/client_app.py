@@ -100,13 +100,16 @@ def train(msg: Message, context: Context) -> Message:
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    """Test loss of this client's adapter (and of everyone's, for the global loss), ROUGE-L."""
+    """Validation and test loss of this client's adapter (and of everyone's, for the global loss), ROUGE-L."""
     fed, k = _client(msg, context)
     precision = fed.cfg.flower.precision
     theta = read_adapter(msg.content[ADAPTER], fed.slot.layout, precision)
     everyone = read_adapters(msg.content[ALL_ADAPTERS], precision) if ALL_ADAPTERS in msg.content else None
-    result = evaluate_client(fed, k, theta, bool(msg.content[CONFIG]["generate"]), everyone)
-    metrics = {"partition-id": k, "local-loss": result.local_loss, "tokens": result.tokens}
+    config = msg.content[CONFIG]
+    result = evaluate_client(fed, k, theta, bool(config["generate"]), everyone, test=bool(config.get("test", True)))
+    metrics = {"partition-id": k, "tokens": result.tokens}
+    metrics |= {name: value for name, value in (("local-loss", result.local_loss), ("val-loss", result.val_loss))
+                if value is not None}
     if result.column is not None:
         metrics["column"] = result.column
     metrics |= {name.replace("_", "-"): value for name, value in (result.scores or {}).items()}

@@ -118,18 +118,19 @@ class FlowerBackend:
                                         global_theta=global_theta))
         return updates
 
-    def evaluate(self, thetas: torch.Tensor, generate: bool) -> dict:
+    def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
         precision = self.cfg.flower.precision
-        everyone = {ALL_ADAPTERS: adapters_record(thetas, precision)} if self.cfg.eval.global_loss else {}
+        everyone = {ALL_ADAPTERS: adapters_record(thetas, precision)} if full and test and self.cfg.eval.global_loss else {}
         contents = {k: RecordDict({ADAPTER: adapter_record(thetas[k], self.layout, precision),
-                                   CONFIG: config_record(self.cfg, 0, generate), **everyone})
+                                   CONFIG: config_record(self.cfg, 0, full, test=test), **everyone})
                     for k in range(len(self.names))}
         evaluations = {}
         for k, reply in self._exchange(MessageType.EVALUATE, contents, "evaluation").items():
             m = reply.content[METRICS]
             scores = {"rouge_l": float(m["rouge-l"]), "exact_match": float(m["exact-match"])} if "rouge-l" in m else None
-            evaluations[k] = ClientEvaluation(float(m["local-loss"]), int(m["tokens"]),
-                                              [float(v) for v in m["column"]] if "column" in m else None, scores)
+            evaluations[k] = ClientEvaluation(float(m["local-loss"]) if "local-loss" in m else None, int(m["tokens"]),
+                                              [float(v) for v in m["column"]] if "column" in m else None, scores,
+                                              float(m["val-loss"]) if "val-loss" in m else None)
         return summarise_evaluation(self.names, evaluations)
 
 

@@ -49,9 +49,12 @@ def read_adapters(record: ArrayRecord, precision: str) -> torch.Tensor:
     return _decode(record.to_torch_state_dict()["thetas"], precision)
 
 
-def config_record(cfg: Config, round_: int, generate: bool = False, plan: LocalPlan = LocalPlan()) -> ConfigRecord:
-    """The server's whole configuration (so clients need no copy of it), the round and how to train."""
-    return ConfigRecord({"mira-config": config_text(cfg), "round": round_, "generate": generate, "mu": plan.mu,
+def config_record(cfg: Config, round_: int, generate: bool = False, plan: LocalPlan = LocalPlan(),
+                  test: bool = True) -> ConfigRecord:
+    """The server's whole configuration (so clients need no copy of it), the round, how to train and
+    what to evaluate (`test` false: the validation set only)."""
+    return ConfigRecord({"mira-config": config_text(cfg), "round": round_, "generate": generate, "test": test,
+                         "mu": plan.mu,
                          "freeze-a": plan.freeze_a, "personal": plan.personal})
 
 

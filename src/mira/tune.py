@@ -1,0 +1,137 @@
+"""`mira tune`: hyper-parameter search on validation loss only, the same budget for every algorithm.
+
+Each variant gets its own Optuna study (TPE sampler, the first half of the trials drawn at
+random; median pruner on the intermediate validation
+losses) in one SQLite file, `<out_dir>/<name>/study.db`, so an interrupted search continues where it
+stopped (a trial cut off mid-run is retried with the same settings and resumes from its checkpoint)
+and `optuna-dashboard sqlite:///.../study.db` can open it. The objective of a trial is the mean over
+clients of the validation loss of each client's selected adapter (its lowest validation loss over
+the evaluated rounds). Trials run with `tuning=True`: the test sets are never read.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import tomli_w
+
+from .algorithms import ALGORITHMS
+from .compare import label, parse_variant, variant_config
+from .checkpoint import atomic_write_text
+from .config import Config, ConfigError
+from .results import read_history
+from .simulation import build_federation, run
+
+log = logging.getLogger(__name__)
+STUDY_DB = "study.db"
+BEST_PARAMS = "best_params.toml"
+OBJECTIVE = "mean_selected_val_loss"
+
+
+def _storage(path: Path):
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    with warnings.catch_warnings():  # heartbeats are marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(f"sqlite:///{path}", heartbeat_interval=1, grace_period=2,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3,
+                                                                                  inherit_intermediate_values=True))
+
+
+def tune(cfg: Config, variants: list[str], trials: int, seed: int = 0, progress: bool = True) -> Path:
+    """Run `trials` trials for every variant on seed `seed` under <out_dir>/<name>/, write
+    best_params.toml (for `mira compare --params`) and trials.md / trials.csv; return the folder."""
+    import optuna
+
+    if trials < 1 or not variants:
+        raise ConfigError("tune: give at least one algorithm and --trials >= 1")
+    for spec in variants:
+        if parse_variant(spec)[0] not in ALGORITHMS:
+            raise ConfigError(f"tune: unknown algorithm in {spec!r}; choose from {', '.join(ALGORITHMS)}")
+    if cfg.data.val_per_client < 1:
+        raise ConfigError("tune: data.val_per_client must be >= 1 (tuning uses validation loss only)")
+    out = cfg.run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    storage = _storage(out / STUDY_DB)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    fed = None
+    for spec in variants:
+        study = optuna.create_study(study_name=label(spec), storage=storage, load_if_exists=True, direction="minimize",
+                                    sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, trials // 2)),
+                                    pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
+        study.set_user_attr("variant", spec)
+        done = sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials)
+        if done >= trials:
+            continue
+        fed = fed or build_federation(variant_config(cfg, spec, seed, out))  # one model load for every trial
+        study.optimize(lambda trial: _objective(trial, cfg, spec, seed, out, fed, progress), n_trials=trials - done)
+    write_tables(out)
+    return out
+
+
+def _objective(trial, cfg: Config, spec: str, seed: int, out: Path, fed, progress: bool) -> float:
+    import optuna
+
+    base = variant_config(cfg, spec, seed, out)
+    params = ALGORITHMS[base.federation.algorithm].search_space(trial, base)
+    # Named by its settings, so a retried trial (same settings) resumes the run it started.
+    digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+    sub = variant_config(cfg, spec, seed, out / "trials", params, name=f"{label(spec)}-{digest}")
+    trial.set_user_attr("overrides", params)
+    trial.set_user_attr("run_dir", str(sub.run_dir))
+
+    def report(round_: int, record: dict) -> None:
+        if OBJECTIVE in record:
+            trial.report(record[OBJECTIVE], round_)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after round {round_}")
+
+    resume = (sub.run_dir / "checkpoint.safetensors").is_file()
+    log.info("tune: %s trial %d %s", label(spec), trial.number, json.dumps(params))
+    result = run(sub, overwrite=True, progress=progress, fed=dataclasses.replace(fed, cfg=sub), resume=resume,
+                 tuning=True, on_evaluation=report)
+    return result.history[-1][OBJECTIVE]
+
+
+def write_tables(out: Path) -> list[Path]:
+    """best_params.toml (each variant's best trial's overrides), trials.csv and trials.md (every
+    trial: state, objective, settings, last round reached), for every variant in the study file."""
+    import optuna
+
+    storage = _storage(out / STUDY_DB)
+    best, rows = {}, []
+    for name in optuna.get_all_study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
+        spec = study.user_attrs["variant"]
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if complete:
+            best[spec] = study.best_trial.user_attrs["overrides"]
+        for t in study.trials:
+            run_dir = Path(t.user_attrs.get("run_dir", ""))
+            history = read_history(run_dir) if t.user_attrs.get("run_dir") else []
+            rows.append({"variant": label(spec), "trial": t.number, "state": t.state.name,
+                         "value": "" if t.value is None else f"{t.value:.4f}",
+                         "rounds": history[-1]["round"] if history else "",
+                         "params": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                             for k, v in t.params.items()),
+                         "best": "yes" if complete and t.number == study.best_trial.number else ""})
+    atomic_write_text(out / BEST_PARAMS, "# Best settings per variant, by validation loss (mira tune); "
+                                   "apply with mira compare --params\n" + tomli_w.dumps(best))
+    columns = ["variant", "trial", "state", "value", "rounds", "params", "best"]
+    with (out / "trials.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [f"# Tuning: {out.name}", "", f"Objective: mean over clients of the selected adapters' validation loss "
+             "(lower is better). Test sets are not read.", "",
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    (out / "trials.md").write_text("\n".join(lines) + "\n")
+    return [out / BEST_PARAMS, out / "trials.md", out / "trials.csv"]

@@ -1,0 +1,88 @@
+"""Validation split, per-client model selection and `mira export --selected`."""
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from mira.cli import main
+from mira.config import DataConfig
+from mira.data import Task, load_clients
+from mira.data.partition import partition
+from mira.evaluate import losses_on
+from mira.lora import load_adapter
+from mira.simulation import build_federation, run
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _tasks(n=40):
+    return [Task(f"t{i}", "f", [f"ex{i}-{j}" for j in range(n)]) for i in range(3)]
+
+
+def test_validation_is_disjoint_and_leaves_the_test_split_unchanged():
+    without = partition(_tasks(), "task", train_cap=10, test_cap=5, seed=3)
+    with_val = partition(_tasks(), "task", train_cap=10, test_cap=5, seed=3, val_cap=6)
+    for a, b in zip(without, with_val):
+        assert a.test == b.test and a.train == b.train and a.val == [] and len(b.val) == 6
+        assert not set(b.val) & (set(b.train) | set(b.test))
+    # real task files: the same holds through the loader
+    cfg = dict(source="natural_instructions", path=str(FIXTURES / "ni"), train_per_client=4, test_per_client=3)
+    plain = load_clients(DataConfig(**cfg, val_per_client=0), seed=1)
+    validated = load_clients(DataConfig(**cfg, val_per_client=2), seed=1)
+    assert [c.test for c in plain] == [c.test for c in validated]
+    assert all(len(c.val) == 2 and not set(c.val) & set(c.train + c.test) for c in validated)
+
+
+def test_a_client_short_of_data_is_warned_about(caplog):
+    with caplog.at_level(logging.WARNING, logger="mira.data.partition"):
+        small = partition(_tasks(12), "task", train_cap=10, test_cap=5, seed=0, val_cap=4)
+    assert (len(small[0].train), len(small[0].test), len(small[0].val)) == (6, 4, 2)
+    assert "client t0 has 12 examples, fewer than asked (train 10, test 5, validation 4): it gets train 6, " \
+           "test 4, validation 2" in caplog.text
+
+
+def test_each_client_keeps_its_lowest_validation_adapter(tiny_config, tmp_path):
+    cfg = tiny_config("name=sel", "data.val_per_client=6", "federation.rounds=3", "train.lr=1.0",
+                      "federation.algorithm=local", "federation.sample_fraction=1.0")
+    result = run(cfg, progress=False)
+    history = result.history
+    assert all("val_loss" in r and "local_loss" in r for r in history)
+    selected = history[-1]["selected"]
+    names = [c.name for c in result.clients]
+    fed = build_federation(cfg)
+    layout = fed.slot.layout
+    chosen_rounds = set()
+    for k, name in enumerate(names):
+        curve = [r["val_loss"][name] for r in history]
+        best = min(range(len(curve)), key=curve.__getitem__)
+        assert selected["round"][name] == history[best]["round"]
+        assert selected["val_loss"][name] == curve[best]
+        chosen_rounds.add(best)
+        theta = load_adapter(cfg.run_dir / "adapters" / "selected" / f"{name}.safetensors", layout)
+        val, test = (losses_on(fed.model, fed.slot, theta[None], s[k], 16, fed.pad_id)[0]
+                     for s in (fed.val_sets, fed.test_sets))
+        assert abs(val - curve[best]) < 1e-5 and abs(test - selected["local_loss"][name]) < 1e-5
+        if best == len(curve) - 1:
+            assert torch.equal(theta, result.thetas[k])
+    assert len(chosen_rounds) > 1, "every client peaked at the same round; raise train.lr to make the test bite"
+    assert abs(selected["mean_local_loss"] - sum(selected["local_loss"].values()) / len(names)) < 1e-9
+    assert "global_loss" in selected and "rouge_l" in selected
+
+    out = tmp_path / "peft-selected"
+    assert main(["export", str(cfg.run_dir), "--client", names[0], "--selected", "--out", str(out)]) == 0
+    exported = load_file(out / "adapter_model.safetensors")
+    mine = load_file(cfg.run_dir / "adapters" / "selected" / f"{names[0]}.safetensors")
+    assert exported.keys() == mine.keys() and all(torch.equal(exported[key], mine[key]) for key in mine)
+
+
+def test_no_validation_means_no_selection(tiny_config, tmp_path, capsys):
+    cfg = tiny_config("name=nosel", "data.val_per_client=0", "federation.rounds=1")
+    result = run(cfg, progress=False)
+    assert "selected" not in result.history[-1] and "val_loss" not in result.history[-1]
+    assert not (cfg.run_dir / "adapters" / "selected" / f"{result.clients[0].name}.safetensors").exists()
+    assert main(["export", str(cfg.run_dir), "--client", "0", "--selected", "--out", str(tmp_path / "o")]) == 2
+    assert "no selected adapters" in capsys.readouterr().err
+    assert json.loads((cfg.run_dir / "metrics.jsonl").read_text().splitlines()[-1])["round"] == 1
