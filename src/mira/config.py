@@ -392,6 +392,9 @@ def resume_config(run_dir: str | Path, overrides: list[str] = ()) -> Config:
     saved = load_config(saved_path)
     cfg = load_config(saved_path, overrides)
     flat_saved, flat_new = flatten(to_dict(saved)), flatten(to_dict(cfg))
+    if cfg.federation.rounds < saved.federation.rounds:
+        raise ConfigError(f"--resume {run_dir}: federation.rounds may only be raised (saved "
+                          f"{saved.federation.rounds}, now {cfg.federation.rounds})")
     changed = [k for k in flat_saved if flat_saved[k] != flat_new[k] and k not in RESUMABLE_CHANGES]
     if changed:
         raise ConfigError(f"--resume {run_dir}: the run was made with a different configuration ("

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .algorithms import Algorithm, LocalPlan, build_algorithm
 from .algorithms.base import screen_updates
 from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
-from .config import Config, save_config
+from .config import Config, ConfigError, save_config
 from .data import ClientData, load_clients
 from .data.encode import Encoded, batch_schedule, encode
 from .data.partition import summary as partition_summary
@@ -117,13 +117,18 @@ def build_federation(cfg: Config) -> Federation:
     clients = load_clients(cfg.data, cfg.seed)
     model, tokenizer, slot = build_model(cfg)
 
-    def enc(examples):
-        return [encode(e, tokenizer, cfg.model.max_length, cfg.model.prompt_format) for e in examples]
+    def enc(client: ClientData, part: str) -> list[Encoded]:
+        encoded = [encode(e, tokenizer, cfg.model.max_length, cfg.model.prompt_format) for e in getattr(client, part)]
+        empty = next((i for i, e in enumerate(encoded) if response_tokens([e]) == 0), None)
+        if empty is not None:
+            raise ConfigError(f"model.max_length = {cfg.model.max_length}: client {client.name}: {part} example "
+                              f"{empty} keeps no response token to predict; raise model.max_length")
+        return encoded
 
     return Federation(
         cfg=cfg, model=model, tokenizer=tokenizer, slot=slot, clients=clients,
-        train_sets=[enc(c.train) for c in clients], test_sets=[enc(c.test) for c in clients],
-        initial_theta=slot.get(), val_sets=[enc(c.val) for c in clients])
+        train_sets=[enc(c, "train") for c in clients], test_sets=[enc(c, "test") for c in clients],
+        initial_theta=slot.get(), val_sets=[enc(c, "val") for c in clients])
 
 
 @dataclass

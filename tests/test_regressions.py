@@ -1,0 +1,95 @@
+"""Regression tests for the defects a hostile tester found (issue #14, items 1-7)."""
+
+import json
+import logging
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from mira.checkpoint import CHECKPOINT, load_checkpoint
+from mira.cli import main
+from mira.config import ConfigError, load_config, resume_config
+from mira.export import RunModel
+from mira.simulation import build_federation, evaluate, run
+
+
+def test_evaluation_and_generation_run_without_dropout(tiny_config):
+    cfg = tiny_config("name=drop", "model.lora_dropout=0.5", "federation.rounds=1")
+    result = run(cfg, progress=False)
+    model = RunModel(cfg.run_dir)
+    answers = {model.generate(0, "Add 12 and 30", max_new_tokens=6) for _ in range(3)}
+    assert len(answers) == 1
+    fed = build_federation(cfg)  # as a Flower node builds it for each message
+    assert not fed.model.training
+    fresh = evaluate(fed, result.thetas)["local_loss"]
+    assert fresh == result.history[-1]["local_loss"]
+
+
+def test_max_length_that_leaves_no_response_is_an_error(tiny_config, capsys):
+    cfg = tiny_config("name=short", "model.max_length=1")
+    with pytest.raises(ConfigError, match=r"model.max_length = 1: client reverse_words: train example 0 keeps no "
+                                          r"response token"):
+        run(cfg, progress=False)
+    assert main(["run", "--set", "model.name=tiny-random", "--set", "model.max_length=1", "--set",
+                 f"out_dir='{cfg.out_dir}'", "--set", "device=cpu"]) == 2
+    assert "raise model.max_length" in capsys.readouterr().err
+
+
+def test_resume_cannot_lower_the_rounds(tiny_config):
+    cfg = tiny_config("name=low", "federation.rounds=2")
+    run(cfg, progress=False)
+    with pytest.raises(ConfigError, match="federation.rounds may only be raised .saved 2, now 1"):
+        resume_config(cfg.run_dir, ["federation.rounds=1"])
+
+
+def test_incomplete_or_corrupted_checkpoints_give_one_line_errors(tiny_config):
+    cfg = tiny_config("name=ck", "federation.rounds=1")
+    run(cfg, progress=False)
+    path = cfg.run_dir / CHECKPOINT
+    good = path.read_bytes()
+    tensors = load_file(path)
+    for missing in ("thetas", None):
+        kept = {k: v for k, v in tensors.items() if k != missing}
+        save_file(kept, path, metadata=None if missing is None else {"mira": json.dumps({"round": 1, "optimizers": {}})})
+        with pytest.raises(ValueError, match="not a readable mira checkpoint") as info:
+            load_checkpoint(cfg.run_dir)
+        assert "\n" not in str(info.value)
+    # one flipped bit in the tensor data: the stored digest no longer matches
+    data = bytearray(good)
+    data[-5] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="corrupted"):
+        load_checkpoint(cfg.run_dir)
+    path.write_bytes(good)
+    assert load_checkpoint(cfg.run_dir).round == 1
+
+
+def test_seed_beyond_64_bits_is_refused():
+    with pytest.raises(ConfigError, match="seed: must be < 2\\*\\*63"):
+        load_config(None, ["seed=18446744073709551616"])
+    assert load_config(None, [f"seed={2**63 - 1}"]).seed == 2**63 - 1
+
+
+def test_a_large_train_cap_that_shrinks_the_test_set_is_warned_about(tiny_config, caplog):
+    cfg = tiny_config("data.source='natural_instructions'", "data.path='tests/fixtures/ni'",
+                      "data.train_per_client=9", "data.test_per_client=4", "data.val_per_client=0")
+    with caplog.at_level(logging.WARNING, logger="mira.data.partition"):
+        build_federation(cfg)
+    assert "client task001_capital has 10 examples, fewer than asked (train 9, test 4, validation 0): " \
+           "it gets train 7, test 3" in caplog.text
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again(tiny_config):
+    cfg = tiny_config("name=early", "federation.rounds=1")
+    cfg.run_dir.mkdir(parents=True)
+    (cfg.run_dir / "metrics.jsonl").write_text('{"round": 0, "sampled": []}\n')  # round 0 written, then killed
+    (cfg.run_dir / f".{CHECKPOINT}.tmp123").write_bytes(b"half a checkpoint")
+    run(cfg, progress=False)  # no --overwrite needed: nothing was checkpointed
+    assert not list(cfg.run_dir.glob(".*.tmp*"))
+    assert load_checkpoint(cfg.run_dir).round == 1
+    (cfg.run_dir / CHECKPOINT).unlink()
+    result = run(cfg, progress=False, resume=True)  # --resume without a checkpoint starts again too
+    assert [r["round"] for r in result.history] == [0, 1]
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        run(cfg, progress=False)
