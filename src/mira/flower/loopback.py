@@ -1,6 +1,7 @@
 """A Flower deployment on one machine: a stock SuperLink and one SuperNode per client on 127.0.0.1,
-as separate processes, for trials, tests and benchmarks. Production runs the same commands on
-separate machines, with TLS and SuperNode authentication (see the README)."""
+as separate processes, for trials, tests and benchmarks; insecure, or with TLS and SuperNode
+authentication as in production (see the README), where production runs the same commands on
+separate machines."""
 
 from __future__ import annotations
 
@@ -47,23 +48,36 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float) -> None
 class Loopback:
     """A SuperLink and `num_nodes` SuperNodes (partition-id 0..N-1, plus `node_configs[k]` for node k)
     under `root` (logs, FLWR_HOMEs); with `simulation`, a SuperLink of Flower's Simulation Engine that
-    runs `num_nodes` virtual SuperNodes on Ray (needs the `simulation` extra). Use as a context
+    runs `num_nodes` virtual SuperNodes on Ray (needs the `simulation` extra). With `tls` (a folder
+    holding ca.crt, server.pem and server.key) every connection is TLS; with `node_keys` as well
+    (partition id → SSH-format EC private key, its public key beside it as KEY.pub) SuperNode
+    authentication is on and those keys are registered before the nodes start. Use as a context
     manager: every process started is stopped by its PID on exit."""
 
     root: Path
     num_nodes: int
     node_configs: dict[int, str] = field(default_factory=dict)
     simulation: bool = False
+    tls: Path | None = None
+    node_keys: dict[int, Path] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def __enter__(self) -> Loopback:
         self.root.mkdir(parents=True, exist_ok=True)
         try:
-            self._start("superlink", ["flower-superlink", "--insecure", "--host", "127.0.0.1", "--port",
-                                      str(self.port), "--disable-runtime-dependency-installation",
+            security = ["--insecure"]
+            if self.tls is not None:
+                security = ["--ssl-ca-certfile", str(self.tls / "ca.crt"), "--ssl-certfile", str(self.tls / "server.pem"),
+                            "--ssl-keyfile", str(self.tls / "server.key")]
+                security += ["--enable-supernode-auth"] if self.node_keys else []
+            self._start("superlink", ["flower-superlink", *security, "--host", "127.0.0.1", "--port", str(self.port),
+                                      "--disable-runtime-dependency-installation",
                                       *(["--simulation"] if self.simulation else [])], self.root / "superlink")
             _wait_for_port(self.port, self.processes["superlink"], 60)
+            self._write_cli_config()
+            for key in self.node_keys.values():
+                self.register(Path(f"{key}.pub"))
             for k in range(0 if self.simulation else self.num_nodes):
                 self.start_node(k, self.node_configs.get(k, ""))
         except BaseException:
@@ -80,12 +94,35 @@ class Loopback:
             self.processes[name] = subprocess.Popen(command, env=flower_env(home), stdout=log, stderr=subprocess.STDOUT,
                                                     cwd=home, start_new_session=True)
 
-    def start_node(self, k: int, node_config: str = "") -> None:
-        """Start the SuperNode holding partition k."""
-        self._start(f"node{k}", ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{self.port}",
-                                 "--host", "127.0.0.1", "--port", str(free_port()), "--node-config",
-                                 f"partition-id={k} num-partitions={self.num_nodes} {node_config}".strip()],
-                    self.root / f"node{k}")
+    def _write_cli_config(self) -> None:
+        home = self.root / "cli"
+        home.mkdir(exist_ok=True)
+        security = f'root-certificates = "{self.tls / "ca.crt"}"' if self.tls is not None else "insecure = true"
+        (home / "config.toml").write_text(f'[superlink.{FEDERATION}]\naddress = "127.0.0.1:{self.port}"\n{security}\n')
+
+    def register(self, public_key: Path) -> str:
+        """`flwr supernode register` a node's public key with the SuperLink; returns the CLI's output."""
+        done = subprocess.run(["flwr", "supernode", "register", str(public_key), FEDERATION], env=flower_env(self.root / "cli"),
+                              capture_output=True, text=True, timeout=60)
+        if done.returncode != 0 or "registered successfully" not in done.stdout:
+            raise RuntimeError(f"registering {public_key} failed: {done.stdout}{done.stderr}")
+        return done.stdout
+
+    def start_node(self, k: int, node_config: str = "", key: Path | None = None, root_certificates: bool = True,
+                   name: str | None = None) -> None:
+        """Start the SuperNode holding partition k (as process `name`, default node<k>): with TLS it
+        trusts the test CA unless `root_certificates` is false, and signs in with `key` (default
+        node_keys[k], if any)."""
+        security = ["--insecure"]
+        if self.tls is not None:
+            security = ["--root-certificates", str(self.tls / "ca.crt")] if root_certificates else []
+            key = key or self.node_keys.get(k)
+            security += ["--auth-supernode-private-key", str(key)] if key else []
+        name = name or f"node{k}"
+        self._start(name, ["flower-supernode", *security, "--superlink", f"127.0.0.1:{self.port}",
+                           "--host", "127.0.0.1", "--port", str(free_port()), "--node-config",
+                           f"partition-id={k} num-partitions={self.num_nodes} {node_config}".strip()],
+                    self.root / name)
 
     def kill_node(self, k: int) -> None:
         """Kill SuperNode k and its ClientApp processes at once (SIGKILL), as a crash would."""
@@ -96,8 +133,6 @@ class Loopback:
     def start_run(self, app_dir: Path, run_config: dict[str, str | bool]) -> subprocess.Popen:
         """Start `flwr run app_dir` on this federation; it streams the run's log until the run ends."""
         home = self.root / "cli"
-        home.mkdir(exist_ok=True)
-        (home / "config.toml").write_text(f'[superlink.{FEDERATION}]\naddress = "127.0.0.1:{self.port}"\ninsecure = true\n')
         pairs = " ".join(f"{k}={_toml(v)}" for k, v in run_config.items())
         engine = (["--federation-config", f"num-supernodes={self.num_nodes} client-resources-num-cpus=1"]
                   if self.simulation else [])
