@@ -27,6 +27,18 @@ def test_screen_updates_rejects_nan_inf_and_wrong_shapes():
     torch.testing.assert_close(clipped[3], torch.tensor([0.6, 0.8, 0.0]))
 
 
+def test_clip_to_median_scales_down_only_the_outlier():
+    thetas = torch.ones(4, 2)
+    updates = {0: torch.tensor([2.0, 1.0]), 1: torch.tensor([1.0, 3.0]), 2: torch.tensor([1.0, 1.5]),
+               3: torch.tensor([-99.0, 1.0])}  # update norms 1, 2, 0.5 and 100: median 1.5
+    accepted, _ = screen_updates(thetas, updates, clip_to_median=2.0)
+    for k in (0, 1, 2):
+        assert torch.equal(accepted[k], updates[k])  # within 2 x 1.5 = 3
+    torch.testing.assert_close(accepted[3], torch.tensor([-2.0, 1.0]))  # cut to length 3, same direction
+    tighter, _ = screen_updates(thetas, updates, max_update_norm=0.5, clip_to_median=2.0)
+    assert all(abs(float((tighter[k] - thetas[k]).norm()) - 0.5) < 1e-6 for k in (0, 1, 3))  # the smaller bound
+
+
 def test_poisoned_client_is_rejected_and_neighbours_stay_clean(tiny_config, monkeypatch):
     real = simulation.train_local
 

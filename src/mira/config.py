@@ -112,6 +112,9 @@ class FederationConfig:
     max_update_norm: float = 0.0
     """Server-side bound on the L2 norm of a client's update θ_new − θ_old (larger ones are scaled
     down); 0 = no bound. Updates with NaN/Inf or a wrong shape are always rejected."""
+    clip_to_median: float = 0.0
+    """Robust aggregation: scale down any update longer than this multiple of the median norm of the
+    round's updates (e.g. 2; 0 = off), so a client sending a scaled-up update cannot dominate."""
     neighbours: str = "sampled"
     """Which θ_l enter MIRA's step: 'sampled' (only neighbours trained this round, as in the paper's
     update and FedU) or 'all' (the newest copy the server holds of every neighbour)."""
@@ -211,7 +214,7 @@ POSITIVE = {"model.lora_r", "model.max_length", "train.local_steps", "train.batc
             "data.train_per_client", "data.test_per_client", "data.clients_per_task", "data.alpha",
             "eval.max_new_tokens", "graph.update_every", "flower.round_timeout", "flower.min_replies", "flower.connect_timeout"}
 NON_NEGATIVE = {"model.lora_dropout", "train.weight_decay", "train.grad_clip", "federation.sample_count",
-                "federation.lam", "federation.eta", "federation.mu", "graph.knn", "graph.threshold", "federation.max_update_norm", "seed", "checkpoint_every",
+                "federation.lam", "federation.eta", "federation.mu", "graph.knn", "graph.threshold", "federation.max_update_norm", "federation.clip_to_median", "seed", "checkpoint_every",
                 "data.num_clients", "data.num_positive_examples", "eval.generate_per_client", "data.val_per_client"}
 
 

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .algorithms import Algorithm, LocalPlan, build_algorithm
 from .algorithms.base import screen_updates
 from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
-from .config import Config, ConfigError, save_config
+from .config import Config, ConfigError, FederationConfig, save_config
 from .data import ClientData, load_clients
 from .data.encode import Encoded, batch_schedule, encode
 from .data.partition import summary as partition_summary
@@ -28,6 +28,7 @@ from .lora import AdapterLayout, AdapterSlot, save_adapter
 from .model import attach_lora, load_base_model
 from .results import ADAPTERS, METRICS_JSONL, SELECTED, MetricsWriter, read_history, write_clients
 from .selection import Selection
+from .tracking import TENSORBOARD, RunTracker
 from .train import train_local
 
 log = logging.getLogger(__name__)
@@ -236,8 +237,9 @@ def train_client(fed: Federation, k: int, theta: torch.Tensor, round_: int, plan
 
 
 def train_sampled(fed: Federation, algorithm: Algorithm, thetas: torch.Tensor, round_: int, sampled: list[int],
-                  optimizer_states: dict[int, dict], progress: bool = False) -> list[ClientUpdate]:
-    """Local training of the sampled clients, in this process, one after the other."""
+                  optimizer_states: dict[int, dict], progress: bool = False, on_step=None) -> list[ClientUpdate]:
+    """Local training of the sampled clients, in this process, one after the other;
+    `on_step(client_name, loss)` after every optimiser step."""
     names = [c.name for c in fed.clients]
     updates = []
     passes = 2 if algorithm.plan.personal else 1
@@ -246,7 +248,7 @@ def train_sampled(fed: Federation, algorithm: Algorithm, thetas: torch.Tensor, r
     for k in sampled:
         steps.set_postfix(client=names[k])
         update = train_client(fed, k, thetas[k], round_, algorithm.plan, algorithm.global_theta,
-                              optimizer_states.get(k), on_step=lambda loss: steps.update())
+                              optimizer_states.get(k), on_step=lambda loss: _stepped(steps, on_step, names[k], loss))
         updates.append(update)
         if update.optimizer_state is not None:
             optimizer_states[k] = update.optimizer_state
@@ -254,12 +256,22 @@ def train_sampled(fed: Federation, algorithm: Algorithm, thetas: torch.Tensor, r
     return updates
 
 
+def _stepped(bar, on_step, client: str, loss: float) -> None:
+    bar.update()
+    if on_step is not None:
+        on_step(client, loss)
+
+
 def server_step(algorithm: Algorithm, thetas: torch.Tensor, updates: list[ClientUpdate], names: list[str],
-                round_: int, max_update_norm: float) -> tuple[torch.Tensor, dict]:
-    """Screen the returned adapters and apply the algorithm's server rule; returns the new state and
-    the round's training record."""
-    record = {"train_loss": {names[u.client]: u.train_loss for u in updates}}
-    trained, rejected = screen_updates(thetas, {u.client: u.theta for u in updates}, max_update_norm)
+                round_: int, fcfg: FederationConfig) -> tuple[torch.Tensor, dict]:
+    """Screen the returned adapters (bounding update norms as fcfg says) and apply the algorithm's
+    server rule; returns the new state and the round's training record (with the norm of every
+    returned update, before any bound)."""
+    bounds = (fcfg.max_update_norm, fcfg.clip_to_median)
+    record = {"train_loss": {names[u.client]: u.train_loss for u in updates},
+              "update_norm": {names[u.client]: float((u.theta - thetas[u.client]).norm()) for u in updates
+                              if u.theta.shape == thetas[u.client].shape}}
+    trained, rejected = screen_updates(thetas, {u.client: u.theta for u in updates}, *bounds)
     for k, reason in rejected.items():
         log.warning("round %d: rejected the update of client %s (%s); it keeps its last good adapter",
                     round_, names[k], reason)
@@ -269,7 +281,7 @@ def server_step(algorithm: Algorithm, thetas: torch.Tensor, updates: list[Client
         sizes = {u.client: u.num_examples for u in updates}
         globals_ = {u.client: u.global_theta for u in updates if u.client in trained and u.global_theta is not None}
         if globals_:
-            globals_, _ = screen_updates(algorithm.global_theta.expand(len(thetas), -1), globals_, max_update_norm)
+            globals_, _ = screen_updates(algorithm.global_theta.expand(len(thetas), -1), globals_, *bounds)
         thetas = algorithm.aggregate(thetas, trained, {k: sizes[k] for k in trained}, globals_ or None)
     return thetas, record | algorithm.report()
 
@@ -287,7 +299,9 @@ class Backend(Protocol):
     """Where clients train and evaluate: in this process, or on Flower nodes."""
 
     def train(self, algorithm: Algorithm, thetas: torch.Tensor, round_: int, sampled: list[int],
-              optimizer_states: dict[int, dict], progress: bool) -> list[ClientUpdate]: ...
+              optimizer_states: dict[int, dict], progress: bool, on_step=None) -> list[ClientUpdate]:
+        """The sampled clients' updates; `on_step(client_name, loss)` after each local step where the
+        backend sees them (in process)."""
 
     bytes_per_value: int
     """What one adapter value costs on the wire (counted in each round's bytes_up/bytes_down)."""
@@ -303,8 +317,8 @@ class InProcess:
     fed: Federation
     bytes_per_value: int = 4  # float32, as a networked run would send them
 
-    def train(self, algorithm, thetas, round_, sampled, optimizer_states, progress):
-        return train_sampled(self.fed, algorithm, thetas, round_, sampled, optimizer_states, progress)
+    def train(self, algorithm, thetas, round_, sampled, optimizer_states, progress, on_step=None):
+        return train_sampled(self.fed, algorithm, thetas, round_, sampled, optimizer_states, progress, on_step)
 
     def evaluate(self, thetas, full, test=True):
         return evaluate(self.fed, thetas, full, test)
@@ -349,16 +363,16 @@ def check_run_dir(cfg: Config, overwrite: bool, resume: bool) -> None:
 
 
 def federated_round(cfg: Config, algorithm: Algorithm, backend: Backend, thetas: torch.Tensor, round_: int,
-                    names: list[str], optimizer_states: dict[int, dict], progress: bool = False
-                    ) -> tuple[torch.Tensor, dict]:
+                    names: list[str], optimizer_states: dict[int, dict], progress: bool = False,
+                    on_step=None) -> tuple[torch.Tensor, dict]:
     """One round: sample, train through `backend`, screen, apply the server rule. Returns the new
     state and the round's record (without evaluation)."""
     begin = time.perf_counter()
     fcfg = cfg.federation
     sampled = sample_clients(len(names), fcfg.sample_fraction, fcfg.sample_count, cfg.seed, round_)
-    updates = backend.train(algorithm, thetas, round_, sampled, optimizer_states, progress)
+    updates = backend.train(algorithm, thetas, round_, sampled, optimizer_states, progress, on_step)
     traffic = len(sampled) * algorithm.values_per_client(thetas.shape[1]) * backend.bytes_per_value
-    thetas, trained = server_step(algorithm, thetas, updates, names, round_, fcfg.max_update_norm)
+    thetas, trained = server_step(algorithm, thetas, updates, names, round_, fcfg)
     return thetas, ({"round": round_, "sampled": [names[k] for k in sampled], "bytes_down": traffic,
                      "bytes_up": traffic} | trained | {"train_seconds": time.perf_counter() - begin})
 
@@ -390,13 +404,16 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CHECKPOINT).unlink(missing_ok=True)  # an overwritten run's state must not be resumed
         shutil.rmtree(run_dir / ADAPTERS, ignore_errors=True)
+        shutil.rmtree(run_dir / TENSORBOARD, ignore_errors=True)
         save_config(cfg, run_dir / "config.toml")
         write_clients(run_dir, clients)
         writer = MetricsWriter(run_dir, clients)
+        tracker = RunTracker(run_dir, 0, fcfg.rounds, cfg.train.local_steps)
         selection = Selection.start(thetas)
         record = {"round": 0, "sampled": []} | backend.evaluate(thetas, full=test, test=test)
         _select(selection, record, names, thetas)
         writer.write(record)
+        tracker.end(record)
         history = [record]
         if on_evaluation is not None:
             on_evaluation(0, record)
@@ -410,13 +427,16 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         selection = Selection.from_state_dict(checkpoint.selection, thetas)
         history = read_history(run_dir, up_to_round=checkpoint.round)
         writer = MetricsWriter(run_dir, clients, history)
+        tracker = RunTracker(run_dir, start, fcfg.rounds, cfg.train.local_steps)
         save_config(cfg, run_dir / "config.toml")
         log.info("resuming %s after round %d", run_dir, checkpoint.round)
 
     rounds = tqdm(range(start, fcfg.rounds + 1), desc=f"{fcfg.algorithm} rounds", disable=not progress,
                   initial=start - 1, total=fcfg.rounds)
     for round_ in rounds:
-        thetas, record = federated_round(cfg, algorithm, backend, thetas, round_, names, optimizer_states, progress)
+        tracker.start(round_)
+        thetas, record = federated_round(cfg, algorithm, backend, thetas, round_, names, optimizer_states, progress,
+                                         tracker.local_step)
         last = round_ == fcfg.rounds
         if round_ % cfg.eval.eval_every == 0 or last:
             record |= backend.evaluate(thetas, full=last and test, test=test)
@@ -431,6 +451,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
             if on_evaluation is not None:
                 on_evaluation(round_, record)
         writer.write(record)
+        tracker.end(record)
         history.append(record)
         if cfg.checkpoint_every and (round_ % cfg.checkpoint_every == 0 or last):
             save_checkpoint(run_dir, Checkpoint(round_, thetas, optimizer_states, algorithm.state_dict(),
@@ -447,6 +468,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
                          meta | {"round": str(int(selection.round[k]))})
     shutil.rmtree(run_dir / ADAPTERS, ignore_errors=True)
     partial.rename(run_dir / ADAPTERS)
+    tracker.close()
     return RunResult(run_dir, thetas, history, clients, selection)
 
 

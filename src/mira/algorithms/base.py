@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -75,13 +77,14 @@ def with_trained_rows(thetas: torch.Tensor, trained: dict[int, torch.Tensor]) ->
     return out
 
 
-def screen_updates(thetas: torch.Tensor, trained: dict[int, torch.Tensor], max_update_norm: float = 0.0
-                   ) -> tuple[dict[int, torch.Tensor], dict[int, str]]:
+def screen_updates(thetas: torch.Tensor, trained: dict[int, torch.Tensor], max_update_norm: float = 0.0,
+                   clip_to_median: float = 0.0) -> tuple[dict[int, torch.Tensor], dict[int, str]]:
     """Keep the returned adapters that are safe to aggregate; say why each other one was rejected.
 
     An adapter of the wrong shape or holding NaN/Inf is rejected: its client keeps its last good
-    adapter and its neighbours never see the bad one. With `max_update_norm` > 0, an accepted
-    update θ_new − θ_old longer than that is scaled down to it.
+    adapter and its neighbours never see the bad one. An accepted update θ_new − θ_old longer than
+    `max_update_norm` (if > 0), or than `clip_to_median` times the median norm of this round's
+    accepted updates (if > 0), is scaled down to that length.
     """
     accepted, rejected = {}, {}
     for k, theta in trained.items():
@@ -90,9 +93,13 @@ def screen_updates(thetas: torch.Tensor, trained: dict[int, torch.Tensor], max_u
         elif not torch.isfinite(theta).all():
             rejected[k] = f"{int((~torch.isfinite(theta)).sum())} non-finite values"
         else:
-            delta = theta - thetas[k]
-            norm = float(delta.norm())
-            if max_update_norm > 0 and norm > max_update_norm:
-                theta = thetas[k] + delta * (max_update_norm / norm)
             accepted[k] = theta
+    norms = {k: float((theta - thetas[k]).norm()) for k, theta in accepted.items()}
+    bounds = [max_update_norm] if max_update_norm > 0 else []
+    if clip_to_median > 0 and norms:
+        bounds.append(clip_to_median * statistics.median(norms.values()))
+    for k, norm in norms.items():
+        bound = min(bounds, default=math.inf)
+        if norm > bound:
+            accepted[k] = thetas[k] + (accepted[k] - thetas[k]) * (bound / norm)
     return accepted, rejected

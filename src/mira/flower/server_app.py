@@ -99,7 +99,7 @@ class FlowerBackend:
                                f"flower.min_replies = {self.cfg.flower.min_replies}; the last checkpoint is intact")
         return good
 
-    def train(self, algorithm, thetas, round_, sampled, optimizer_states, progress):
+    def train(self, algorithm, thetas, round_, sampled, optimizer_states, progress, on_step=None):
         precision = self.cfg.flower.precision
         shared = {GLOBAL: adapter_record(algorithm.global_theta, self.layout, precision)} if algorithm.plan.personal else {}
         contents = {k: RecordDict({ADAPTER: adapter_record(thetas[k], self.layout, precision),
