@@ -33,7 +33,8 @@ TASKS = ["reverse_words", "sort_words", "rotate_words", "add", "difference", "ma
 OVERRIDES = (f"model.name=tiny-random; data.tasks={json.dumps(TASKS)}; data.train_per_client=16; "
              f"data.test_per_client=4; data.val_per_client=4; federation.rounds={ROUNDS}; "
              "federation.sample_fraction=1.0; train.local_steps=2; eval.eval_every=5; eval.global_loss=false; "
-             "eval.generate_per_client=0; flower.round_timeout=45; flower.min_replies=1; name=soak")
+             "eval.generate_per_client=0; flower.round_timeout=45; flower.min_replies=1; flower.connect_timeout=900; "
+             "name=soak")
 TARGETS = list(range(NODES // 2, NODES))  # only these nodes are ever killed
 
 
@@ -85,6 +86,9 @@ def main() -> None:
         chaos_thread = threading.Thread(target=chaos, args=(federation, stop, args.kills, rng, events))
         chaos_thread.start()
         first = federation.start_run(ROOT, {"overrides": OVERRIDES, "out-dir": str(out)})
+        first_output: list[str] = []
+        drain = threading.Thread(target=lambda: first_output.extend(first.stdout))  # keep its pipe from filling
+        drain.start()
         checkpoint = out / "soak" / "checkpoint.safetensors"
         while first.poll() is None and not (checkpoint.exists() and _round(out) >= 4):
             time.sleep(0.5)
@@ -94,10 +98,14 @@ def main() -> None:
         except subprocess.TimeoutExpired:  # `flwr run --stream` may keep waiting on the dead run
             first.kill()
             first.wait()
+        drain.join()
         resumed = federation.start_run(ROOT, {"overrides": OVERRIDES, "out-dir": str(out), "resume": True})
         output, _ = resumed.communicate(timeout=3600)
         stop.set()
         chaos_thread.join()
+    if not (out / "soak" / "adapters").is_dir():
+        raise SystemExit("the run did not finish; first run:\n" + "".join(first_output)[-4000:]
+                         + "\nresumed run:\n" + output[-4000:])
     seconds = time.monotonic() - begin
 
     records = [json.loads(line) for line in (out / "soak" / "metrics.jsonl").read_text().splitlines()]

@@ -7,7 +7,9 @@ validation-selected test numbers side by side. Results go to benchmarks/results/
 
 Two single-threaded processes use both cores: run the stages with disjoint --algorithms subsets side
 by side (OMP_NUM_THREADS=1), then `--stage report` with the full list. Every stage resumes where it
-stopped; the tuning study and the comparison's sub-runs live under runs/benchmarks/.
+stopped; the tuning study and the comparison's sub-runs live under runs/benchmarks/, and the study
+is copied to the results folder after each stage, so a search begun on another machine continues
+from it (a trial that was running there starts again).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from compare_real import DATASETS, ROOT, device_name  # noqa: E402
 from mira.compare import compare, read_params  # noqa: E402
 from mira.config import load_config  # noqa: E402
 from mira.report import write_report  # noqa: E402
-from mira.tune import BEST_PARAMS, tune, write_tables  # noqa: E402
+from mira.tune import BEST_PARAMS, STUDY_DB, tune, write_tables  # noqa: E402
 
 ALGORITHMS = "mira@ground_truth,mira@learned,fedit,local,ditto,fedsa_lora"
 # Natural Instructions: 4 families x 2 tasks (the prototype's odd-man-out, SCAN and country pairs,
@@ -65,11 +67,14 @@ def main() -> None:
     target = ROOT / "benchmarks" / "results" / name
     target.mkdir(parents=True, exist_ok=True)
     begin = time.time()
+    tuned = cfg.run_dir
+    if not (tuned / STUDY_DB).exists() and (target / STUDY_DB).exists():  # a search begun on another machine
+        tuned.mkdir(parents=True, exist_ok=True)
+        shutil.copy(target / STUDY_DB, tuned / STUDY_DB)
     if args.stage in ("tune", "all"):
         tune(cfg, variants, args.trials, seed=0)
-    tuned = cfg.run_dir
     write_tables(tuned)
-    for path in ["trials.md", "trials.csv", BEST_PARAMS]:
+    for path in ["trials.md", "trials.csv", BEST_PARAMS, STUDY_DB]:
         shutil.copy(tuned / path, target / path)
     if args.stage in ("compare", "report", "all"):
         seeds = [int(s) for s in args.seeds.split(",")]

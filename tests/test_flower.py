@@ -53,7 +53,7 @@ def assert_same_as_simulator(tmp_path: Path, run_dir: Path, overrides: str, log:
     for name in want:
         assert_close(got[name], want[name])
     for flower_record, sim_record in zip(records(run_dir), records(expected), strict=True):
-        for key in ("mean_local_loss", "mean_global_loss", "bytes_up", "bytes_down"):
+        for key in ("mean_local_loss", "mean_val_loss", "mean_global_loss", "bytes_up", "bytes_down"):
             assert flower_record.get(key) == pytest.approx(sim_record.get(key), abs=1e-4)
     assert json.loads((run_dir / "clients.json").read_text()) == json.loads((expected / "clients.json").read_text())
     return sorted(got)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 from flwr.app import Context, Message, MessageType, RecordDict
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid, ServerApp
 
 from ..config import Config, ConfigError, load_config
@@ -43,8 +44,28 @@ class FlowerBackend:
     def bytes_per_value(self) -> int:
         return 2 if self.cfg.flower.precision == "bfloat16" else 4
 
+    def _query(self, node_ids: list[int], timeout: float) -> list[tuple[int, int, int, str, str]]:
+        """Ask these nodes which client they hold: (node id, partition, number of clients, name,
+        family) for each that answered. A node that went away (unavailable, crashed) is skipped; one
+        whose ClientApp cannot load its client is an error, since waiting will not fix it."""
+        content = RecordDict({CONFIG: config_record(self.cfg, 0)})
+        messages = [Message(content, dst_node_id=n, message_type=MessageType.QUERY) for n in node_ids]
+        answers = []
+        for reply in self.grid.send_and_receive(messages, timeout=timeout) if messages else ():
+            node = reply.metadata.src_node_id
+            if reply.has_error():
+                if reply.error.code in (ErrorCode.LOAD_CLIENT_APP_EXCEPTION, ErrorCode.CLIENT_APP_RAISED_EXCEPTION):
+                    raise RuntimeError(f"node {node} cannot hold a client: {reply.error.reason}")
+                log.warning("node %s did not answer (%s); asking again later", node, reply.error.reason)
+                continue
+            metrics, info = reply.content[METRICS], reply.content[CONFIG]
+            answers.append((node, int(metrics["partition-id"]), int(metrics["num-clients"]), str(info["name"]),
+                            str(info["family"])))
+        return answers
+
     def connect(self) -> list[ClientData]:
-        """Ask every node which client it holds, until every partition has a node (flower.connect_timeout)."""
+        """Ask every node which client it holds, until every partition has a node (flower.connect_timeout).
+        A node that restarted (a new node id for a client already found) replaces its predecessor."""
         deadline = time.monotonic() + self.cfg.flower.connect_timeout
         found: dict[int, tuple[str, str]] = {}
         expected = None
@@ -54,29 +75,37 @@ class FlowerBackend:
                 raise TimeoutError(f"no node answered for partitions {missing} within "
                                    f"flower.connect_timeout = {self.cfg.flower.connect_timeout} s")
             new = [n for n in self.grid.get_node_ids() if n not in self.nodes.values()]
-            content = RecordDict({CONFIG: config_record(self.cfg, 0)})
-            messages = [Message(content, dst_node_id=n, message_type=MessageType.QUERY) for n in new]
-            wait = max(1.0, deadline - time.monotonic())
-            for reply in self.grid.send_and_receive(messages, timeout=wait) if new else ():
-                if reply.has_error():  # a node that cannot load its client will not recover by waiting
-                    raise RuntimeError(f"node {reply.metadata.src_node_id} cannot hold a client: {reply.error.reason}")
-                metrics, info = reply.content[METRICS], reply.content[CONFIG]
-                partition, count = int(metrics["partition-id"]), int(metrics["num-clients"])
+            for node, partition, count, name, family in self._query(new, max(1.0, deadline - time.monotonic())):
                 if expected is not None and count != expected:
                     raise ValueError(f"nodes disagree on the number of clients ({expected} and {count}); "
                                      "check num-partitions and the data on every SuperNode")
-                expected, name = count, str(info["name"])
-                if partition in found:
-                    raise ValueError(f"two nodes hold partition-id {partition}; give every SuperNode its own")
-                if name in (n for n, _ in found.values()):
+                expected = count
+                if partition in found and found[partition][0] != name:
+                    raise ValueError(f"two nodes hold partition-id {partition} ({found[partition][0]} and {name}); "
+                                     "give every SuperNode its own")
+                if any(n == name and p != partition for p, (n, _) in found.items()):
                     raise ValueError(f"two nodes hold client {name!r}; each client's data must be on one node only")
-                self.nodes[partition] = reply.metadata.src_node_id
-                found[partition] = (name, str(info["family"]))
+                if partition in found:
+                    log.warning("client %s: node %s replaces node %s (restarted)", name, node, self.nodes[partition])
+                self.nodes[partition] = node
+                found[partition] = (name, family)
             if expected is None or len(found) < expected:
                 time.sleep(1.0)
         self.names = [found[k][0] for k in range(expected)]
         log.info("%d clients connected: %s", expected, ", ".join(self.names))
         return [ClientData(name, family, [], []) for name, family in (found[k] for k in range(expected))]
+
+    def refresh(self) -> None:
+        """Map nodes that appeared since the last round: a restarted SuperNode comes back with a new node
+        id, and takes over its client's partition; a node holding no client of this federation is ignored."""
+        new = [n for n in self.grid.get_node_ids() if n not in self.nodes.values()]
+        for node, partition, count, name, _ in self._query(new, self.cfg.flower.round_timeout):
+            if count != len(self.names) or not 0 <= partition < count or self.names[partition] != name:
+                log.warning("node %s holds client %s as partition %d of %d, not one of this federation's; ignored",
+                            node, name, partition, count)
+                continue
+            log.info("client %s is now on node %s (was %s)", name, node, self.nodes.get(partition))
+            self.nodes[partition] = node
 
     def _exchange(self, kind: str, contents: dict[int, RecordDict], when: str) -> dict[int, Message]:
         """Send one message per client, wait up to flower.round_timeout, return the good replies by
@@ -100,6 +129,7 @@ class FlowerBackend:
         return good
 
     def train(self, algorithm, thetas, round_, sampled, optimizer_states, progress, on_step=None):
+        self.refresh()
         precision = self.cfg.flower.precision
         shared = {GLOBAL: adapter_record(algorithm.global_theta, self.layout, precision)} if algorithm.plan.personal else {}
         contents = {k: RecordDict({ADAPTER: adapter_record(thetas[k], self.layout, precision),
@@ -119,6 +149,7 @@ class FlowerBackend:
         return updates
 
     def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
+        self.refresh()
         precision = self.cfg.flower.precision
         everyone = {ALL_ADAPTERS: adapters_record(thetas, precision)} if full and test and self.cfg.eval.global_loss else {}
         contents = {k: RecordDict({ADAPTER: adapter_record(thetas[k], self.layout, precision),
