@@ -45,8 +45,8 @@ class MissedRounds(InProcess):
         super().__init__(fed)
         self.missed = missed
 
-    def train(self, algorithm, thetas, round_, sampled, optimizer_states, progress):
-        updates = super().train(algorithm, thetas, round_, sampled, optimizer_states, progress)
+    def train(self, algorithm, thetas, round_, sampled, optimizer_states, progress, on_step=None):
+        updates = super().train(algorithm, thetas, round_, sampled, optimizer_states, progress, on_step)
         return [u for u in updates if u.client not in self.missed.get(round_, set())]
 
 
@@ -76,7 +76,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=6, help="SuperNode kills at most")
     parser.add_argument("--seed", type=int, default=0, help="seed of the chaos schedule")
+    parser.add_argument("--check", metavar="DIR", help="only compare the finished soak in DIR with the simulator")
     args = parser.parse_args()
+    if args.check:
+        check(Path(args.check))
+        return
     rng = random.Random(args.seed)
     root = Path(tempfile.mkdtemp(prefix="mira-soak-"))
     out, events = root / "runs", []
@@ -106,7 +110,14 @@ def main() -> None:
     if not (out / "soak" / "adapters").is_dir():
         raise SystemExit("the run did not finish; first run:\n" + "".join(first_output)[-4000:]
                          + "\nresumed run:\n" + output[-4000:])
-    seconds = time.monotonic() - begin
+    (root / "events.txt").write_text("\n".join(events + [f"ServerApp killed and resumed: {server_killed}",
+                                                          f"wall time {time.monotonic() - begin:.0f} s"]) + "\n")
+    check(root)
+
+
+def check(root: Path) -> None:
+    """Compare the soak's adapters with a simulator run in which the same clients missed the same rounds."""
+    out = root / "runs"
 
     records = [json.loads(line) for line in (out / "soak" / "metrics.jsonl").read_text().splitlines()]
     names = [c["name"] for c in json.loads((out / "soak" / "clients.json").read_text())]
@@ -123,15 +134,15 @@ def main() -> None:
         got = load_file(out / "soak" / "adapters" / f"{name}.safetensors")
         want = load_file(expected / "adapters" / f"{name}.safetensors")
         diffs[name] = max(float((got[key] - want[key]).abs().max()) for key in want)
-    print("\n".join(events))
+    print((root / "events.txt").read_text() if (root / "events.txt").exists() else "(no event log)")
     print(f"rounds recorded: {[r['round'] for r in records]} (complete: {[r['round'] for r in records] == list(range(ROUNDS + 1))})")
-    print(f"ServerApp killed and resumed: {server_killed}; missed (round: clients): "
+    print("missed (round: clients): "
           + ", ".join(f"{r}: {sorted(names[k] for k in ks)}" for r, ks in missed.items() if ks))
     print(f"adapters on disk: {len(list((out / 'soak' / 'adapters').glob('*.safetensors')))} of {len(names)}")
     print("max |Flower - simulator| per client: " + ", ".join(f"{n} {d:.1e}" for n, d in diffs.items()))
     untouched = max(d for n, d in diffs.items() if n not in hit)
     print(f"never-hit clients equal to the simulator with the same missed rounds: {untouched <= 1e-5} "
-          f"(max {untouched:.1e}); wall time {seconds:.0f} s; logs in {root}")
+          f"(max {untouched:.1e}); logs in {root}")
 
 
 def _round(out: Path) -> int:
