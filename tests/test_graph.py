@@ -3,8 +3,9 @@ import json
 import pytest
 import torch
 
-from mira.graph import (GraphError, check_step, family_graph, laplacian, normalize_graph, read_graph,
+from mira.graph import (GraphError, check_step, family_graph, laplacian, normalize_graph, random_graph, read_graph,
                         uniform_graph, validate_graph)
+from mira.simulation import build_graph, run
 
 
 def test_builders_and_laplacian():
@@ -65,3 +66,21 @@ def test_step_bound_refused_unless_forced():
     with pytest.raises(GraphError, match="convex combination"):
         check_step(0.4, adj)
     check_step(0.4, adj, force=True)
+
+
+def test_random_graph_is_seeded_symmetric_and_within_its_range():
+    a = random_graph(40, density=0.3, low=0.2, high=0.9, seed=5)
+    assert torch.equal(a, random_graph(40, 0.3, 0.2, 0.9, seed=5))
+    assert not torch.equal(a, random_graph(40, 0.3, 0.2, 0.9, seed=6))
+    assert torch.equal(a, a.T) and torch.all(a.diagonal() == 0)
+    edges = a[torch.triu(torch.ones(40, 40, dtype=torch.bool), 1)]
+    linked = edges[edges > 0]
+    assert abs(len(linked) / len(edges) - 0.3) < 0.05  # 780 pairs
+    assert linked.min() >= 0.2 and linked.max() <= 0.9
+
+
+def test_random_graph_kind_runs(tiny_config):
+    cfg = tiny_config("name=rnd", "graph.kind=random", "graph.density=0.5", "graph.weight_min=0.5", "federation.rounds=1")
+    result = run(cfg, progress=False)
+    adjacency, _ = build_graph(cfg, result.clients)
+    assert torch.equal(adjacency, adjacency.T) and adjacency.max() <= 1.0  # normalised to max degree 1

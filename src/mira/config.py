@@ -125,9 +125,15 @@ class FederationConfig:
 @dataclass
 class GraphConfig:
     kind: str = "uniform"
-    """'uniform' (complete graph), 'ground_truth' (the data's task families), 'file', or 'learned'
-    (estimated from the clients' adapter updates during training; starts from graph.path if given,
-    else uniform)."""
+    """'uniform' (complete graph), 'ground_truth' (the data's task families), 'random' (the paper's
+    random weights a_kl: see density, weight_min, weight_max), 'file', or 'learned' (estimated from
+    the clients' adapter updates during training; starts from graph.path if given, else uniform)."""
+    density: float = 0.5
+    """random: probability that a pair of clients is linked."""
+    weight_min: float = 0.0
+    """random: smallest edge weight (weights are uniform in [weight_min, weight_max])."""
+    weight_max: float = 1.0
+    """random: largest edge weight."""
     path: str = ""
     """CSV or JSON K×K matrix, for kind = 'file' (or the prior of kind = 'learned')."""
     knn: int = 2
@@ -203,7 +209,7 @@ CHOICES = {
     "train.optimizer": {"adamw", "sgd"},
     "federation.algorithm": {"mira", "fedit", "local", "fedprox", "ditto", "fedsa_lora", "ffa_lora"},
     "federation.neighbours": {"all", "sampled"},
-    "graph.kind": {"uniform", "ground_truth", "file", "learned"},
+    "graph.kind": {"uniform", "ground_truth", "random", "file", "learned"},
     "data.source": {"synthetic", "natural_instructions", "dolly", "records"},
     "data.partition": {"task", "split", "dirichlet", "iid"},
     "device": {"auto", "cpu", "cuda"},
@@ -287,6 +293,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.num_clients: required (>= 1) when data.partition = '{cfg.data.partition}'")
     if not 0 < cfg.graph.smoothing <= 1:
         raise ConfigError(f"graph.smoothing: must be in (0, 1], got {cfg.graph.smoothing}")
+    if not 0 <= cfg.graph.density <= 1:
+        raise ConfigError(f"graph.density: must be in [0, 1], got {cfg.graph.density}")
+    if not 0 <= cfg.graph.weight_min <= cfg.graph.weight_max:
+        raise ConfigError(f"graph.weight_min, graph.weight_max: need 0 <= weight_min <= weight_max, got "
+                          f"{cfg.graph.weight_min} and {cfg.graph.weight_max}")
     if cfg.graph.kind == "file" and not cfg.graph.path:
         raise ConfigError("graph.path: required when graph.kind = 'file'")
     if cfg.seed >= 2**63:

@@ -25,6 +25,17 @@ def family_graph(families: list[str]) -> torch.Tensor:
     return same - torch.eye(len(families))
 
 
+def random_graph(num_clients: int, density: float, low: float, high: float, seed: int) -> torch.Tensor:
+    """The paper's random task weights: each pair of distinct clients is an edge with probability
+    `density`, its weight uniform in [low, high]; symmetric, zero diagonal, a function of `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    upper = torch.triu(torch.ones(num_clients, num_clients, dtype=torch.bool), diagonal=1)
+    edges = (torch.rand(num_clients, num_clients, generator=generator) < density) & upper
+    weights = low + (high - low) * torch.rand(num_clients, num_clients, generator=generator)
+    half = torch.where(edges, weights, torch.zeros(()))
+    return half + half.T
+
+
 def read_graph(path: str | Path) -> torch.Tensor:
     """Read a square weight matrix from CSV (one row per line) or JSON (list of lists)."""
     path = Path(path)

@@ -23,7 +23,8 @@ from .data.encode import Encoded, batch_schedule, encode
 from .data.partition import summary as partition_summary
 from .evaluate import losses_on, response_tokens
 from .generation import generation_scores
-from .graph import GraphEstimator, check_step, family_graph, normalize_graph, read_graph, uniform_graph, validate_graph
+from .graph import (GraphEstimator, check_step, family_graph, normalize_graph, random_graph, read_graph, uniform_graph,
+                    validate_graph)
 from .lora import AdapterLayout, AdapterSlot, save_adapter
 from .model import attach_lora, load_base_model
 from .results import ADAPTERS, METRICS_JSONL, SELECTED, MetricsWriter, read_history, write_clients
@@ -54,6 +55,10 @@ def build_graph(cfg: Config, clients: list[ClientData]) -> tuple[torch.Tensor, l
         adjacency, source = uniform_graph(k), "uniform graph"
     elif cfg.graph.kind == "ground_truth":
         adjacency, source = family_graph([c.family for c in clients]), "ground-truth family graph"
+    elif cfg.graph.kind == "random":
+        g = cfg.graph
+        adjacency = random_graph(k, g.density, g.weight_min, g.weight_max, cfg.seed)
+        source = f"random graph (density {g.density}, weights in [{g.weight_min}, {g.weight_max}])"
     else:
         adjacency, source = read_graph(cfg.graph.path), cfg.graph.path
     adjacency, notes = validate_graph(adjacency, k, source)
