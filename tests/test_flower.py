@@ -84,8 +84,8 @@ class Crashed(InProcess):
         super().__init__(fed)
         self.client, self.round = client, round_
 
-    def train(self, algorithm, thetas, round_, sampled, optimizer_states, progress):
-        return [u for u in super().train(algorithm, thetas, round_, sampled, optimizer_states, progress)
+    def train(self, algorithm, thetas, round_, sampled, optimizer_states, progress, on_step=None):
+        return [u for u in super().train(algorithm, thetas, round_, sampled, optimizer_states, progress, on_step)
                 if not (round_ >= self.round and u.client == self.client)]
 
 

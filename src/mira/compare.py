@@ -49,7 +49,8 @@ def read_params(path: str | Path, variants: list[str]) -> dict[str, dict]:
         raise ConfigError(f"--params {path}: cannot read it ({exc})") from None
     missing = [v for v in variants if v not in params]
     if missing:
-        raise ConfigError(f"--params {path}: no settings for {', '.join(missing)} (it has {', '.join(params) or 'none'}); "
+        raise ConfigError(f"--params {path}: no settings for {', '.join(missing)} "
+                          f"(it has {', '.join(params) or 'none'}); "
                           "every compared variant needs its tuned settings, for a fair comparison")
     return {v: params[v] for v in variants}
 
@@ -72,11 +73,15 @@ def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool =
         todo = [s for s in subs if not is_finished(s.run_dir)]
         if not todo:
             continue
-        # One model load per seed: the LoRA initialisation and the data depend on the seed only.
+        # One model load and one round-0 evaluation per seed: the LoRA initialisation and the data
+        # depend on the seed only.
         fed = build_federation(todo[0])
+        initial = None  # taken from the first sub-run this call starts afresh
         for sub in todo:
             this = dataclasses.replace(fed, cfg=sub)
             log.info("compare: %s", sub.name)
             resume = (sub.run_dir / "checkpoint.safetensors").is_file()
-            run(sub, overwrite=True, progress=progress, fed=this, resume=resume)
+            result = run(sub, overwrite=True, progress=progress, fed=this, resume=resume, initial_evaluation=initial)
+            if initial is None and not resume:
+                initial = {k: v for k, v in result.history[0].items() if k not in ("round", "sampled")}
     return out

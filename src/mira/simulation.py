@@ -218,7 +218,8 @@ def evaluate(fed: Federation, thetas: torch.Tensor, full: bool = False, test: bo
     global loss (if eval.global_loss) and ROUGE-L and exact match; without `test`, validation only."""
     cross = thetas if full and test and fed.cfg.eval.global_loss else None
     return summarise_evaluation([c.name for c in fed.clients],
-                                {k: evaluate_client(fed, k, thetas[k], full, cross, test) for k in range(len(fed.clients))})
+                                {k: evaluate_client(fed, k, thetas[k], full, cross, test)
+                                 for k in range(len(fed.clients))})
 
 
 def train_client(fed: Federation, k: int, theta: torch.Tensor, round_: int, plan: LocalPlan,
@@ -330,16 +331,17 @@ class InProcess:
 
 
 def run(cfg: Config, overwrite: bool = False, progress: bool = True, fed: Federation | None = None,
-        resume: bool = False, tuning: bool = False, on_evaluation=None) -> RunResult:
+        resume: bool = False, tuning: bool = False, on_evaluation=None, initial_evaluation: dict | None = None
+        ) -> RunResult:
     """Run a federated training job in this process, writing config, metrics, a checkpoint after
     each round and the final adapters to cfg.run_dir. With `resume`, continue from its checkpoint;
-    `tuning` and `on_evaluation` as in `run_federation`."""
+    `tuning`, `on_evaluation` and `initial_evaluation` as in `run_federation`."""
     check_run_dir(cfg, overwrite, resume)
     fed = fed or build_federation(cfg)
     log.info("%d clients:\n%s", len(fed.clients), partition_summary(fed.clients))
     rule = build_server_rule(cfg, fed.clients, fed.slot.layout, fed.initial_theta)
     return run_federation(cfg, fed.clients, fed.slot.layout, fed.initial_theta, rule, InProcess(fed), progress, resume,
-                          tuning, on_evaluation)
+                          tuning, on_evaluation, initial_evaluation)
 
 
 def build_server_rule(cfg: Config, clients: list[ClientData], layout: AdapterLayout,
@@ -384,12 +386,14 @@ def federated_round(cfg: Config, algorithm: Algorithm, backend: Backend, thetas:
 
 def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout, initial_theta: torch.Tensor,
                    algorithm: Algorithm, backend: Backend, progress: bool = True, resume: bool = False,
-                   tuning: bool = False, on_evaluation=None) -> RunResult:
+                   tuning: bool = False, on_evaluation=None, initial_evaluation: dict | None = None) -> RunResult:
     """The round loop every runner shares: sampling, training through `backend`, screening and the
     server rule, evaluation and per-client model selection, metrics, checkpoints and final adapters.
 
     With `tuning` only validation losses are evaluated: the test sets are never read. After every
     evaluation `on_evaluation(round, record)` is called (tuning reports to its pruner there).
+    `initial_evaluation`: the round-0 evaluation of another run from the same initial adapter and
+    data (`mira compare` evaluates round 0 once per seed), used instead of evaluating again.
     """
     run_dir, fcfg = cfg.run_dir, cfg.federation
     names = [c.name for c in clients]
@@ -415,7 +419,8 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         writer = MetricsWriter(run_dir, clients)
         tracker = RunTracker(run_dir, 0, fcfg.rounds, cfg.train.local_steps)
         selection = Selection.start(thetas)
-        record = {"round": 0, "sampled": []} | backend.evaluate(thetas, full=test, test=test)
+        record = {"round": 0, "sampled": []} | (initial_evaluation if initial_evaluation is not None
+                                                 else backend.evaluate(thetas, full=test, test=test))
         _select(selection, record, names, thetas)
         writer.write(record)
         tracker.end(record)
@@ -436,44 +441,46 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         save_config(cfg, run_dir / "config.toml")
         log.info("resuming %s after round %d", run_dir, checkpoint.round)
 
-    rounds = tqdm(range(start, fcfg.rounds + 1), desc=f"{fcfg.algorithm} rounds", disable=not progress,
-                  initial=start - 1, total=fcfg.rounds)
-    for round_ in rounds:
-        tracker.start(round_)
-        thetas, record = federated_round(cfg, algorithm, backend, thetas, round_, names, optimizer_states, progress,
-                                         tracker.local_step)
-        last = round_ == fcfg.rounds
-        if round_ % cfg.eval.eval_every == 0 or last:
-            record |= backend.evaluate(thetas, full=last and test, test=test)
-            _select(selection, record, names, thetas)
-            key = "mean_local_loss" if test else "mean_val_loss"
-            if key in record:
-                rounds.set_postfix({key.removeprefix("mean_"): f"{record[key]:.3f}"})
-                log.info("round %d/%d: %s %.4f", round_, fcfg.rounds, key.removeprefix("mean_").replace("_", " "),
-                         record[key])
-            if last and test and selection.active:
-                record["selected"] = selection.summary(names) | _evaluate_selected(backend, selection, thetas, record)
-            if on_evaluation is not None:
-                on_evaluation(round_, record)
-        writer.write(record)
-        tracker.end(record)
-        history.append(record)
-        if cfg.checkpoint_every and (round_ % cfg.checkpoint_every == 0 or last):
-            save_checkpoint(run_dir, Checkpoint(round_, thetas, optimizer_states, algorithm.state_dict(),
-                                                selection.state_dict()))
+    try:
+        rounds = tqdm(range(start, fcfg.rounds + 1), desc=f"{fcfg.algorithm} rounds", disable=not progress,
+                      initial=start - 1, total=fcfg.rounds)
+        for round_ in rounds:
+            tracker.start(round_)
+            thetas, record = federated_round(cfg, algorithm, backend, thetas, round_, names, optimizer_states, progress,
+                                             tracker.local_step)
+            last = round_ == fcfg.rounds
+            if round_ % cfg.eval.eval_every == 0 or last:
+                record |= backend.evaluate(thetas, full=last and test, test=test)
+                _select(selection, record, names, thetas)
+                key = "mean_local_loss" if test else "mean_val_loss"
+                if key in record:
+                    rounds.set_postfix({key.removeprefix("mean_"): f"{record[key]:.3f}"})
+                    log.info("round %d/%d: %s %.4f", round_, fcfg.rounds, key.removeprefix("mean_").replace("_", " "),
+                             record[key])
+                if last and test and selection.active:
+                    record["selected"] = selection.summary(names) | _evaluate_selected(backend, selection, thetas, record)
+                if on_evaluation is not None:
+                    on_evaluation(round_, record)
+            writer.write(record)
+            tracker.end(record)
+            history.append(record)
+            if cfg.checkpoint_every and (round_ % cfg.checkpoint_every == 0 or last):
+                save_checkpoint(run_dir, Checkpoint(round_, thetas, optimizer_states, algorithm.state_dict(),
+                                                    selection.state_dict()))
 
-    partial = run_dir / f"{ADAPTERS}.partial"  # renamed when complete: a run is finished once ADAPTERS exists
-    shutil.rmtree(partial, ignore_errors=True)
-    (partial / SELECTED).mkdir(parents=True)
-    for k, name in enumerate(names):
-        meta = {"client": name, "family": clients[k].family}
-        save_adapter(partial / f"{name}.safetensors", thetas[k], layout, meta)
-        if selection.active:
-            save_adapter(partial / SELECTED / f"{name}.safetensors", selection.thetas[k], layout,
-                         meta | {"round": str(int(selection.round[k]))})
-    shutil.rmtree(run_dir / ADAPTERS, ignore_errors=True)
-    partial.rename(run_dir / ADAPTERS)
-    tracker.close()
+        partial = run_dir / f"{ADAPTERS}.partial"  # renamed when complete: a run is finished once ADAPTERS exists
+        shutil.rmtree(partial, ignore_errors=True)
+        (partial / SELECTED).mkdir(parents=True)
+        for k, name in enumerate(names):
+            meta = {"client": name, "family": clients[k].family}
+            save_adapter(partial / f"{name}.safetensors", thetas[k], layout, meta)
+            if selection.active:
+                save_adapter(partial / SELECTED / f"{name}.safetensors", selection.thetas[k], layout,
+                             meta | {"round": str(int(selection.round[k]))})
+        shutil.rmtree(run_dir / ADAPTERS, ignore_errors=True)
+        partial.rename(run_dir / ADAPTERS)
+    finally:
+        tracker.close()
     return RunResult(run_dir, thetas, history, clients, selection)
 
 
@@ -486,9 +493,7 @@ def _select(selection: Selection, record: dict, names: list[str], thetas: torch.
 
 def _evaluate_selected(backend: Backend, selection: Selection, thetas: torch.Tensor, final: dict) -> dict:
     """Test metrics of the selected adapters (the final record's where they are the final adapters)."""
-    if torch.equal(selection.thetas, thetas):
-        return {k: v for k, v in final.items() if k.removeprefix("mean_") in EVALUATED}
-    evaluation = backend.evaluate(selection.thetas, full=True)
+    evaluation = final if torch.equal(selection.thetas, thetas) else backend.evaluate(selection.thetas, full=True)
     return {k: v for k, v in evaluation.items() if k.removeprefix("mean_") in EVALUATED}
 
 

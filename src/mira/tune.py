@@ -61,7 +61,7 @@ def tune(cfg: Config, variants: list[str], trials: int, seed: int = 0, progress:
     out.mkdir(parents=True, exist_ok=True)
     storage = _storage(out / STUDY_DB)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    fed = None
+    fed, initial = None, {}  # one model load, and one round-0 validation, for every trial
     for spec in variants:
         study = optuna.create_study(study_name=label(spec), storage=storage, load_if_exists=True, direction="minimize",
                                     sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, trials // 2)),
@@ -71,12 +71,13 @@ def tune(cfg: Config, variants: list[str], trials: int, seed: int = 0, progress:
         if done >= trials:
             continue
         fed = fed or build_federation(variant_config(cfg, spec, seed, out))  # one model load for every trial
-        study.optimize(lambda trial: _objective(trial, cfg, spec, seed, out, fed, progress), n_trials=trials - done)
+        study.optimize(lambda trial: _objective(trial, cfg, spec, seed, out, fed, progress, initial),
+                       n_trials=trials - done)
     write_tables(out)
     return out
 
 
-def _objective(trial, cfg: Config, spec: str, seed: int, out: Path, fed, progress: bool) -> float:
+def _objective(trial, cfg: Config, spec: str, seed: int, out: Path, fed, progress: bool, initial: dict) -> float:
     import optuna
 
     base = variant_config(cfg, spec, seed, out)
@@ -95,8 +96,13 @@ def _objective(trial, cfg: Config, spec: str, seed: int, out: Path, fed, progres
 
     resume = (sub.run_dir / "checkpoint.safetensors").is_file()
     log.info("tune: %s trial %d %s", label(spec), trial.number, json.dumps(params))
-    result = run(sub, overwrite=True, progress=progress, fed=dataclasses.replace(fed, cfg=sub), resume=resume,
-                 tuning=True, on_evaluation=report)
+    try:
+        result = run(sub, overwrite=True, progress=progress, fed=dataclasses.replace(fed, cfg=sub), resume=resume,
+                     tuning=True, on_evaluation=report, initial_evaluation=initial.get("record"))
+    finally:
+        first = read_history(sub.run_dir, up_to_round=0)
+        if not resume and first and "record" not in initial:
+            initial["record"] = {k: v for k, v in first[0].items() if k not in ("round", "sampled")}
     return result.history[-1][OBJECTIVE]
 
 
