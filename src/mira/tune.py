@@ -70,7 +70,7 @@ def tune(cfg: Config, variants: list[str], trials: int, seed: int = 0, progress:
         done = sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials)
         if done >= trials:
             continue
-        fed = fed or build_federation(variant_config(cfg, spec, seed, out))  # one model load for every trial
+        fed = fed or build_federation(variant_config(cfg, spec, seed, out))
         study.optimize(lambda trial: _objective(trial, cfg, spec, seed, out, fed, progress, initial),
                        n_trials=trials - done)
     write_tables(out)
