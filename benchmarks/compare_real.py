@@ -59,7 +59,9 @@ BUDGET = ["data.train_per_client=128", "data.test_per_client=16", "model.max_len
 def device_name() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "") if Path("/proc/cpuinfo").exists() else ""
+    return f"CPU ({model or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def main() -> None:

@@ -449,7 +449,8 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
             thetas, record = federated_round(cfg, algorithm, backend, thetas, round_, names, optimizer_states, progress,
                                              tracker.local_step)
             last = round_ == fcfg.rounds
-            if round_ % cfg.eval.eval_every == 0 or last:
+            evaluated = round_ % cfg.eval.eval_every == 0 or last
+            if evaluated:
                 record |= backend.evaluate(thetas, full=last and test, test=test)
                 _select(selection, record, names, thetas)
                 key = "mean_local_loss" if test else "mean_val_loss"
@@ -459,11 +460,11 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
                              record[key])
                 if last and test and selection.active:
                     record["selected"] = selection.summary(names) | _evaluate_selected(backend, selection, thetas, record)
-                if on_evaluation is not None:
-                    on_evaluation(round_, record)
             writer.write(record)
             tracker.end(record)
             history.append(record)
+            if evaluated and on_evaluation is not None:
+                on_evaluation(round_, record)
             if cfg.checkpoint_every and (round_ % cfg.checkpoint_every == 0 or last):
                 save_checkpoint(run_dir, Checkpoint(round_, thetas, optimizer_states, algorithm.state_dict(),
                                                     selection.state_dict()))
