@@ -10,8 +10,8 @@ from pathlib import Path
 
 from .checkpoint import atomic_write_text
 from .config import Config, ConfigError, from_dict, merge, save_config, to_dict
-from .results import COMPARISON_JSON, is_finished
-from .simulation import build_federation, run
+from .results import COMPARISON_JSON, is_finished, label
+from .simulation import build_federation, evaluation_part, run
 
 log = logging.getLogger(__name__)
 
@@ -20,11 +20,6 @@ def parse_variant(spec: str) -> tuple[str, str | None]:
     """'mira' → ('mira', None); 'mira@ground_truth' → ('mira', 'ground_truth') (a graph kind)."""
     algorithm, _, graph = spec.partition("@")
     return algorithm, graph or None
-
-
-def label(spec: str) -> str:
-    """A variant's name in folders and tables: 'mira@ground_truth' → 'mira+ground_truth'."""
-    return spec.replace("@", "+")
 
 
 def variant_config(cfg: Config, spec: str, seed: int, out_dir: Path, params: dict | None = None,
@@ -83,5 +78,5 @@ def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool =
             resume = (sub.run_dir / "checkpoint.safetensors").is_file()
             result = run(sub, overwrite=True, progress=progress, fed=this, resume=resume, initial_evaluation=initial)
             if initial is None and not resume:
-                initial = {k: v for k, v in result.history[0].items() if k not in ("round", "sampled")}
+                initial = evaluation_part(result.history[0])
     return out

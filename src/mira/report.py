@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import flatten
-from .results import CLIENTS_JSON, COMPARISON_JSON, is_finished, read_history
+from .results import CLIENTS_JSON, COMPARISON_JSON, is_finished, label, read_history
 
 log = logging.getLogger(__name__)
 SUBRUN = re.compile(r"^(?P<variant>.+)-s(?P<seed>\d+)$")
@@ -128,7 +128,7 @@ def _settings(comparison_dir: Path) -> dict[str, dict]:
     """The per-variant settings a comparison was run with (flattened keys), if any."""
     record = comparison_dir / COMPARISON_JSON
     params = json.loads(record.read_text()).get("params", {}) if record.is_file() else {}
-    return {spec.replace("@", "+"): flatten(p) for spec, p in params.items()}
+    return {label(spec): flatten(p) for spec, p in params.items()}
 
 
 def write_report(comparison_dir: str | Path) -> list[Path]:

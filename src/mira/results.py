@@ -20,6 +20,11 @@ SELECTED = "selected"
 """Inside ADAPTERS: each client's adapter of the round with its lowest validation loss."""
 
 
+def label(spec: str) -> str:
+    """A variant's name in folders and tables: 'mira@ground_truth' → 'mira+ground_truth'."""
+    return spec.replace("@", "+")
+
+
 def is_finished(run_dir: Path) -> bool:
     """Whether the run in `run_dir` trained all its rounds and wrote its final adapters."""
     return (run_dir / ADAPTERS).is_dir()

@@ -485,6 +485,12 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
     return RunResult(run_dir, thetas, history, clients, selection)
 
 
+def evaluation_part(record: dict) -> dict:
+    """A round's evaluation metrics without its round number and sampling (what `initial_evaluation`
+    takes from another run's round-0 record)."""
+    return {k: v for k, v in record.items() if k not in ("round", "sampled")}
+
+
 def _select(selection: Selection, record: dict, names: list[str], thetas: torch.Tensor) -> None:
     """Update the selection with the record's validation losses; note their selected mean in it."""
     if "val_loss" in record:

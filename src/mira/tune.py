@@ -22,11 +22,11 @@ from pathlib import Path
 import tomli_w
 
 from .algorithms import ALGORITHMS
-from .compare import label, parse_variant, variant_config
+from .compare import parse_variant, variant_config
 from .checkpoint import atomic_write_text
 from .config import Config, ConfigError
-from .results import read_history
-from .simulation import build_federation, run
+from .results import label, read_history
+from .simulation import build_federation, evaluation_part, run
 
 log = logging.getLogger(__name__)
 STUDY_DB = "study.db"
@@ -102,7 +102,7 @@ def _objective(trial, cfg: Config, spec: str, seed: int, out: Path, fed, progres
     finally:
         first = read_history(sub.run_dir, up_to_round=0)
         if not resume and first and "record" not in initial:
-            initial["record"] = {k: v for k, v in first[0].items() if k not in ("round", "sampled")}
+            initial["record"] = evaluation_part(first[0])
     return result.history[-1][OBJECTIVE]
 
 
