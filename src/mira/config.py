@@ -36,7 +36,7 @@ class ModelConfig:
     """Tokens per example; prompts are cut from the left first, the response is never dropped."""
     autocast: str = "none"
     """Forward passes (training and evaluation) under torch.autocast in this dtype: 'none' (float32)
-    or 'bfloat16' (weights and adapters stay float32). bfloat16 is about 1.8x faster on CPUs with
+    or 'bfloat16' (weights and adapters stay float32). bfloat16 is about 2x faster on CPUs with
     AVX512-BF16 or AMX and on GPUs, but many times slower on CPUs without them."""
 
 

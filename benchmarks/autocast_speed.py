@@ -1,0 +1,54 @@
+"""Seconds per LoRA training step of SmolLM2-135M in float32 and under bfloat16 autocast, one thread,
+on one batch of 8 examples of a Natural Instructions task (what `model.autocast` trades).
+
+    python benchmarks/autocast_speed.py        # needs ../shared/data; about a minute
+
+The first step of each precision warms up and is not counted. Print the CPU beside the numbers: on
+CPUs without AVX512-BF16 or AMX, bfloat16 is many times slower, not faster.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_real import device_name  # noqa: E402
+
+from mira.config import load_config  # noqa: E402
+from mira.data.encode import collate  # noqa: E402
+from mira.simulation import build_federation  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    cfg = load_config(ROOT / "configs" / "natural_instructions.toml",
+                      ["data.train_per_client=32", "model.max_length=128", "device=cpu",
+                       'data.tasks=["task1146_country_capital"]',
+                       f"data.path='{ROOT.parent / 'shared' / 'data' / 'natural-instructions' / 'tasks'}'",
+                       f"data.families='{ROOT / 'configs' / 'ni_families.json'}'"])
+    fed = build_federation(cfg)
+    model = fed.model.train()
+    batch = collate(fed.train_sets[0][:8], fed.pad_id)
+    optimizer = torch.optim.AdamW(fed.slot.params, lr=1e-3)
+    print(f"{device_name()}; batch {tuple(batch['input_ids'].shape)}")
+    for precision in ("float32", "bfloat16"):
+        times = []
+        for _ in range(4):
+            begin = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+                loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            times.append(time.perf_counter() - begin)
+        print(f"{precision:9}: {sum(times[1:]) / 3:.2f} s per step (after one warm-up step)")
+
+
+if __name__ == "__main__":
+    main()
