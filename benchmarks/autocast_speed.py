@@ -18,9 +18,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_real import device_name  # noqa: E402
 
+from mira.client import build_workspace  # noqa: E402
 from mira.config import load_config  # noqa: E402
 from mira.data.encode import collate  # noqa: E402
-from mira.simulation import build_federation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,10 +32,10 @@ def main() -> None:
                        'data.tasks=["task1146_country_capital"]',
                        f"data.path='{ROOT.parent / 'shared' / 'data' / 'natural-instructions' / 'tasks'}'",
                        f"data.families='{ROOT / 'configs' / 'ni_families.json'}'"])
-    fed = build_federation(cfg)
-    model = fed.model.train()
-    batch = collate(fed.train_sets[0][:8], fed.pad_id)
-    optimizer = torch.optim.AdamW(fed.slot.params, lr=1e-3)
+    ws = build_workspace(cfg)
+    model = ws.model.train()
+    batch = collate(ws.train_sets[0][:8], ws.pad_id)
+    optimizer = torch.optim.AdamW(ws.slot.params, lr=1e-3)
     print(f"{device_name()}; batch {tuple(batch['input_ids'].shape)}")
     for precision in ("float32", "bfloat16"):
         times = []

@@ -20,12 +20,14 @@ import threading
 import time
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file
 
+from mira.algorithms import build_algorithm
+from mira.client import build_workspace
 from mira.config import load_config
 from mira.flower.loopback import Loopback
-from mira.simulation import InProcess, build_federation, build_server_rule, run_federation
+from mira.rounds import run_federation
+from mira.simulation import InProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES, ROUNDS = 8, 10
@@ -41,13 +43,13 @@ TARGETS = list(range(NODES // 2, NODES))  # only these nodes are ever killed
 class MissedRounds(InProcess):
     """The simulator with the clients that missed a round on Flower dropped from that round."""
 
-    def __init__(self, fed, missed: dict[int, set[int]]):
-        super().__init__(fed)
+    def __init__(self, ws, missed: dict[int, set[int]]):
+        super().__init__(ws)
         self.missed = missed
 
-    def train(self, algorithm, thetas, round_, sampled, optimizer_states, progress, on_step=None):
-        updates = super().train(algorithm, thetas, round_, sampled, optimizer_states, progress, on_step)
-        return [u for u in updates if u.client not in self.missed.get(round_, set())]
+    def train(self, sent, round_, optimizer_states, progress, on_step=None):
+        kept = {k: message for k, message in sent.items() if k not in self.missed.get(round_, set())}
+        return super().train(kept, round_, optimizer_states, progress, on_step)
 
 
 def chaos(federation: Loopback, stop: threading.Event, kills: int, rng: random.Random, log: list[str]) -> None:
@@ -125,9 +127,9 @@ def check(root: Path) -> None:
               for r in records if r["round"] > 0}
     hit = {names[k] for k in TARGETS}
     cfg = load_config(None, OVERRIDES.split("; ") + [f"out_dir='{root / 'sim'}'"])
-    fed = build_federation(cfg)
-    rule = build_server_rule(cfg, fed.clients, fed.slot.layout, fed.initial_theta)
-    expected = run_federation(cfg, fed.clients, fed.slot.layout, fed.initial_theta, rule, MissedRounds(fed, missed),
+    ws = build_workspace(cfg)
+    rule = build_algorithm(cfg, ws.clients, ws.slot.layout, ws.initial_theta)
+    expected = run_federation(cfg, ws.clients, ws.slot.layout, ws.initial_theta, rule, MissedRounds(ws, missed),
                               progress=False).run_dir
     diffs = {}
     for name in names:

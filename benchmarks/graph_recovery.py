@@ -14,9 +14,10 @@ import tempfile
 
 import torch
 
+from mira.client import build_workspace
 from mira.config import load_config
 from mira.graph import edge_precision_recall, family_graph, similarity_graph
-from mira.simulation import build_federation, run
+from mira.simulation import run
 
 
 def main() -> None:
@@ -30,12 +31,12 @@ def main() -> None:
                                  "federation.sample_fraction=1.0", "federation.rounds=1",
                                  f"train.local_steps={args.local_steps}", f"seed={args.seed}",
                                  "eval.generate_per_client=0", "eval.global_loss=false"])
-        fed = build_federation(cfg)
-        thetas = run(cfg, progress=False, fed=fed).thetas
-    truth = family_graph([c.family for c in fed.clients])
-    layout, initial = fed.slot.layout, fed.initial_theta
+        ws = build_workspace(cfg)
+        thetas = run(cfg, progress=False, ws=ws).thetas
+    truth = family_graph([c.family for c in ws.clients])
+    layout, initial = ws.slot.layout, ws.initial_theta
     a_mask = layout.lora_a_mask()
-    print(f"{args.model}, {len(fed.clients)} clients in 3 families, {args.local_steps} local steps, seed {args.seed}")
+    print(f"{args.model}, {len(ws.clients)} clients in 3 families, {args.local_steps} local steps, seed {args.seed}")
     print("update used    knn  precision  recall")
     for label, mask in (("A and B", torch.ones_like(a_mask)), ("B only", ~a_mask), ("A only", a_mask)):
         for knn in (1, 2):

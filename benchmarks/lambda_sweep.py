@@ -13,8 +13,9 @@ import dataclasses
 import statistics
 import tempfile
 
+from mira.client import build_workspace
 from mira.config import load_config
-from mira.simulation import build_federation, run
+from mira.simulation import run
 
 LAMBDAS = (0.0, 0.25, 0.5, 1.0, 2.0)
 
@@ -31,11 +32,11 @@ def main() -> None:
             base = load_config(None, [f"model.name='{args.model}'", f"out_dir='{tmp}'", f"seed={seed}",
                                       "graph.kind=ground_truth", "federation.sample_fraction=0.5", "eval.eval_every=6",
                                       "eval.generate_per_client=0", "train.local_steps=5", *args.overrides])
-            fed = build_federation(base)
+            ws = build_workspace(base)
             for lam in LAMBDAS:
                 cfg = dataclasses.replace(base, name=f"lam{lam}-s{seed}",
                                           federation=dataclasses.replace(base.federation, lam=lam))
-                last = run(cfg, progress=False, fed=dataclasses.replace(fed, cfg=cfg)).history[-1]
+                last = run(cfg, progress=False, ws=dataclasses.replace(ws, cfg=cfg)).history[-1]
                 results[lam].append((last["mean_local_loss"], last["mean_global_loss"]))
     eta = base.federation.eta
     print(f"model {args.model}, η = {eta}, seeds {args.seeds}, true family graph (normalised), "

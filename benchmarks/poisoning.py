@@ -18,6 +18,7 @@ import statistics
 from pathlib import Path
 
 import mira.simulation as simulation
+from mira.client import build_workspace
 from mira.compare import variant_config
 from mira.config import load_config
 
@@ -31,22 +32,21 @@ ATTACKER = 0  # reverse_words, family "words"
 
 
 def poison(scale: float):
-    """Make client ATTACKER send θ_start + scale·(θ_trained − θ_start) (its global copy too, under Ditto)."""
+    """Make client ATTACKER send θ_sent + scale·(θ_trained − θ_sent) for every adapter it returns (its
+    global copy too, under Ditto)."""
     honest = simulation.train_client
 
-    def train_client(fed, k, theta, round_, plan, global_theta=None, *args, **kwargs):
-        update = honest(fed, k, theta, round_, plan, global_theta, *args, **kwargs)
+    def train_client(ws, k, received, *args, **kwargs):
+        update = honest(ws, k, received, *args, **kwargs)
         if k == ATTACKER:
-            update.theta = theta + scale * (update.theta - theta)
-            if update.global_theta is not None:
-                update.global_theta = global_theta + scale * (update.global_theta - global_theta)
+            update.reply = {key: received[key] + scale * (theta - received[key]) for key, theta in update.reply.items()}
         return update
     return train_client
 
 
-def final_losses(fed, cfg) -> tuple[dict[str, float], float]:
+def final_losses(ws, cfg) -> tuple[dict[str, float], float]:
     """Final per-client local loss, and the median update norm over the run."""
-    history = simulation.run(cfg, overwrite=True, progress=False, fed=dataclasses.replace(fed, cfg=cfg)).history
+    history = simulation.run(cfg, overwrite=True, progress=False, ws=dataclasses.replace(ws, cfg=cfg)).history
     norms = [n for r in history for n in r.get("update_norm", {}).values()]
     return history[-1]["local_loss"], statistics.median(norms) if norms else 0.0
 
@@ -61,12 +61,12 @@ def main() -> None:
     damage: dict[tuple[str, str, str], list[float]] = {}
     neighbours_damage: dict[tuple[str, str, str], list[float]] = {}
     for seed in seeds:
-        fed = simulation.build_federation(variant_config(base, "fedit", seed, base.run_dir))
-        names = [c.name for c in fed.clients]
-        family = fed.clients[ATTACKER].family
-        neighbours = [n for c, n in zip(fed.clients, names) if c.family == family and n != names[ATTACKER]]
+        ws = build_workspace(variant_config(base, "fedit", seed, base.run_dir))
+        names = [c.name for c in ws.clients]
+        family = ws.clients[ATTACKER].family
+        neighbours = [n for c, n in zip(ws.clients, names) if c.family == family and n != names[ATTACKER]]
         for spec in VARIANTS:
-            clean, norm = final_losses(fed, variant_config(base, spec, seed, base.run_dir, name="clean"))
+            clean, norm = final_losses(ws, variant_config(base, spec, seed, base.run_dir, name="clean"))
             defences = {"none": {}, "max_update_norm = 2 x clean median": {"federation": {"max_update_norm": 2 * norm}},
                         "clip_to_median = 2": {"federation": {"clip_to_median": 2.0}}}
             for attack, scale in [("no attack", 1.0), *ATTACKS.items()]:
@@ -75,7 +75,7 @@ def main() -> None:
                         continue
                     simulation.train_client, honest = poison(scale), simulation.train_client
                     try:
-                        losses, _ = final_losses(fed, variant_config(base, spec, seed, base.run_dir, params, name="attacked"))
+                        losses, _ = final_losses(ws, variant_config(base, spec, seed, base.run_dir, params, name="attacked"))
                     finally:
                         simulation.train_client = honest
                     others = [n for n in names if n != names[ATTACKER]]

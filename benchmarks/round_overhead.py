@@ -17,21 +17,24 @@ import time
 
 import torch
 
+from mira.algorithms import build_algorithm
+from mira.client import build_workspace
 from mira.config import load_config
 from mira.data.encode import batch_schedule, collate
-from mira.simulation import InProcess, build_federation, build_server_rule, federated_round, sample_clients
+from mira.rounds import federated_round, sample_clients
+from mira.simulation import InProcess
 from mira.train import make_optimizer
 
 
-def bare_peft_steps(fed, clients: list[int], round_: int) -> None:
-    cfg = fed.cfg
-    model, params = fed.model, fed.slot.params
+def bare_peft_steps(ws, clients: list[int], round_: int) -> None:
+    cfg = ws.cfg
+    model, params = ws.model, ws.slot.params
     model.train()
     for k in clients:
         optimizer = make_optimizer(params, cfg.train)
-        for ids in batch_schedule(len(fed.train_sets[k]), cfg.train.batch_size, cfg.train.local_steps,
+        for ids in batch_schedule(len(ws.train_sets[k]), cfg.train.batch_size, cfg.train.local_steps,
                                   cfg.seed, k, round_):
-            loss = model(**collate([fed.train_sets[k][i] for i in ids], fed.pad_id)).loss
+            loss = model(**collate([ws.train_sets[k][i] for i in ids], ws.pad_id)).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
             optimizer.step()
@@ -49,23 +52,23 @@ def main() -> None:
 
     cfg = load_config(None, [f"model.name='{args.model}'", f"federation.sample_count={args.clients}",
                              f"train.local_steps={args.local_steps}", "device=cpu"])
-    fed = build_federation(cfg)
-    thetas = fed.initial_theta.expand(len(fed.clients), -1).clone()
-    names = [c.name for c in fed.clients]
+    ws = build_workspace(cfg)
+    thetas = ws.initial_theta.expand(len(ws.clients), -1).clone()
+    names = [c.name for c in ws.clients]
 
-    rule = build_server_rule(cfg, fed.clients, fed.slot.layout, fed.initial_theta)
+    rule = build_algorithm(cfg, ws.clients, ws.slot.layout, ws.initial_theta)
 
     def simulator_round(round_):
-        federated_round(cfg, rule, InProcess(fed), thetas, round_, names, {})
+        federated_round(cfg, rule, InProcess(ws), thetas, round_, names, {})
 
     simulator_round(1)  # warm-up (allocator, kernels)
 
     sim, bare = [], []
     for rep in range(args.repeats):
         round_ = rep + 2
-        clients = sample_clients(len(fed.clients), 0, args.clients, cfg.seed, round_)
+        clients = sample_clients(len(ws.clients), 0, args.clients, cfg.seed, round_)
         start = time.perf_counter()
-        bare_peft_steps(fed, clients, round_)
+        bare_peft_steps(ws, clients, round_)
         bare.append(time.perf_counter() - start)
         start = time.perf_counter()
         simulator_round(round_)

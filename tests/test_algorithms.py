@@ -32,17 +32,22 @@ def test_full_participation_symmetric_graph_preserves_mean():
     assert not torch.allclose(out, thetas)
 
 
+def replies(trained):
+    """Clients' replies carrying these trained adapters."""
+    return {k: {"adapter": theta} for k, theta in trained.items()}
+
+
 def test_sampled_neighbours_variant_ignores_unsampled_clients():
     mira = Mira(ADJ, step=0.1, neighbours="sampled")
     trained = {0: THETAS[0], 1: THETAS[1]}
-    out = mira.aggregate(THETAS, trained, {0: 1, 1: 1})
+    out = mira.aggregate(THETAS, replies(trained), {0: 1, 1: 1})
     torch.testing.assert_close(out, torch.tensor([[0.9, 0.1], [0.1, 0.9], [2.0, 2.0]]))
 
 
 def test_mira_uses_newest_copies_of_unsampled_neighbours():
     mira = Mira(ADJ, step=0.1, neighbours="all")
     trained = {1: torch.tensor([4.0, 4.0])}
-    out = mira.aggregate(THETAS, trained, {1: 10})
+    out = mira.aggregate(THETAS, replies(trained), {1: 10})
     # row 1: [4,4] − 0.1·(1·([4,4]−[1,0]) + 2·([4,4]−[2,2])) = [4,4] − 0.1·[7,8]
     torch.testing.assert_close(out, torch.tensor([[1.0, 0.0], [3.3, 3.2], [2.0, 2.0]]))
 
@@ -53,14 +58,14 @@ def test_lambda_zero_is_local_training():
     trained = {0: torch.randn(10), 2: torch.randn(10)}
     sizes = {0: 5, 2: 7}
     adj = torch.ones(4, 4) - torch.eye(4)
-    assert torch.equal(Mira(adj, step=0.0).aggregate(thetas, trained, sizes),
-                       Local().aggregate(thetas, trained, sizes))
+    assert torch.equal(Mira(adj, step=0.0).aggregate(thetas, replies(trained), sizes),
+                       Local().aggregate(thetas, replies(trained), sizes))
 
 
 def test_fedit_is_sample_weighted_mean_sent_to_every_client():
     thetas = torch.zeros(3, 2)
     trained = {0: torch.tensor([1.0, 2.0]), 2: torch.tensor([4.0, -1.0])}
-    out = FedIT().aggregate(thetas, trained, {0: 1, 2: 3})
+    out = FedIT().aggregate(thetas, replies(trained), {0: 1, 2: 3})
     expected = torch.tensor([(1 + 12) / 4, (2 - 3) / 4])
     torch.testing.assert_close(out, expected.expand(3, 2))
     torch.testing.assert_close(weighted_mean(trained, {0: 1, 2: 3}), expected)

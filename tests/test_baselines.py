@@ -1,31 +1,36 @@
-"""Server rules and local objectives of the personalised-LoRA baselines, on hand-computed numbers,
+"""Server rules and client steps of the personalised-LoRA baselines, on hand-computed numbers,
 and the learned task graph."""
+
+import dataclasses
 
 import torch
 
 from mira.algorithms import Ditto, FedProx, FedSALoRA, FFALoRA
+from mira.client import build_workspace, train_client
 from mira.graph import GraphEstimator, edge_precision_recall, family_graph, similarity_graph, uniform_graph
-from mira.simulation import build_federation, run, train_client
+
+# Three clients; the flat adapter is [a1, a2, b1, b2]: two LoRA A coordinates, then two B.
+from mira.simulation import run
 
 # Three clients; the flat adapter is [a1, a2, b1, b2]: two LoRA A coordinates, then two B.
 THETAS = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0], [9.0, 10.0, 11.0, 12.0]])
 TRAINED = {0: torch.tensor([2.0, 2.0, 2.0, 2.0]), 2: torch.tensor([4.0, 8.0, 6.0, 0.0])}
+REPLIES = {k: {"adapter": theta} for k, theta in TRAINED.items()}
 SIZES = {0: 1, 2: 3}  # weights 1/4 and 3/4
 A_MASK = torch.tensor([True, True, False, False])
 
 
 def test_fedprox_and_ffa_lora_average_like_fedavg():
     # (1·[2,2,2,2] + 3·[4,8,6,0]) / 4 = [3.5, 6.5, 5, 0.5], given to every client.
-    for rule in (FedProx(mu=0.1), FFALoRA(A_MASK)):
-        out = rule.aggregate(THETAS, TRAINED, SIZES)
+    for rule in (FedProx(), FFALoRA(A_MASK)):
+        out = rule.aggregate(THETAS, REPLIES, SIZES)
         torch.testing.assert_close(out, torch.tensor([[3.5, 6.5, 5.0, 0.5]] * 3))
-    assert FedProx(mu=0.1).plan.mu == 0.1 and FFALoRA(A_MASK).plan.freeze_a
-    assert [rule.values_per_client(4) for rule in (FFALoRA(A_MASK), FedSALoRA(A_MASK), FedProx(0.1), Ditto(0.1))] \
+    assert [rule.values_per_client(4) for rule in (FFALoRA(A_MASK), FedSALoRA(A_MASK), FedProx(), Ditto(0.1))] \
         == [2, 2, 4, 8]  # only B, only A, everything, personal and global adapters
 
 
 def test_fedsa_lora_shares_a_and_keeps_b_local():
-    out = FedSALoRA(A_MASK).aggregate(THETAS, TRAINED, SIZES)
+    out = FedSALoRA(A_MASK).aggregate(THETAS, REPLIES, SIZES)
     expected = torch.tensor([[3.5, 6.5, 2.0, 2.0],     # averaged A, its own trained B
                              [3.5, 6.5, 7.0, 8.0],     # not sampled: averaged A, B as before
                              [3.5, 6.5, 6.0, 0.0]])
@@ -36,7 +41,8 @@ def test_ditto_averages_the_global_copies_and_keeps_personal_rows():
     ditto = Ditto(mu=0.5)
     ditto.start(torch.zeros(4))
     trained_global = {0: torch.tensor([4.0, 0.0, 0.0, 0.0]), 2: torch.tensor([0.0, 4.0, 0.0, 8.0])}
-    out = ditto.aggregate(THETAS, TRAINED, SIZES, trained_global)
+    assert set(ditto.send(THETAS, 1)) == {"adapter", "global"}  # the personal and the global adapter
+    out = ditto.aggregate(THETAS, {k: REPLIES[k] | {"global": g} for k, g in trained_global.items()}, SIZES)
     torch.testing.assert_close(out, torch.stack([TRAINED[0], THETAS[1], TRAINED[2]]))
     torch.testing.assert_close(ditto.global_theta, torch.tensor([1.0, 3.0, 0.0, 6.0]))
     assert torch.equal(ditto.state_dict()["global"], ditto.global_theta)
@@ -98,14 +104,19 @@ def test_server_state_survives_resume(tiny_config):
 
 
 def test_local_objectives(tiny_config):
-    fed = build_federation(tiny_config())
-    start = fed.initial_theta
-    frozen = train_client(fed, 0, start, 1, FFALoRA.plan).theta
-    mask = fed.slot.layout.lora_a_mask()
+    """Each algorithm's client step trains as its method says."""
+    ws = build_workspace(tiny_config())
+
+    def step(received, *overrides):
+        return train_client(dataclasses.replace(ws, cfg=tiny_config(*overrides)), 0, received, 1).reply
+
+    start = ws.initial_theta
+    frozen = step({"adapter": start}, "federation.algorithm=ffa_lora")["adapter"]
+    mask = ws.slot.layout.lora_a_mask()
     assert torch.equal(frozen[mask], start[mask]) and not torch.equal(frozen[~mask], start[~mask])
-    plain = train_client(fed, 0, start, 1, FedProx(0.0).plan).theta
-    pulled = train_client(fed, 0, start, 1, FedProx(1e4).plan).theta
+    plain = step({"adapter": start}, "federation.algorithm=fedprox", "federation.mu=0")["adapter"]
+    pulled = step({"adapter": start}, "federation.algorithm=fedprox", "federation.mu=1e4")["adapter"]
     assert (pulled - start).norm() < (plain - start).norm()
-    personal = train_client(fed, 0, start + 1, 1, Ditto(1e4).plan, global_theta=start)
-    assert personal.global_theta is not None
-    assert (personal.theta - start).norm() < (start + 1 - start).norm()  # pulled towards the global adapter
+    personal = step({"adapter": start + 1, "global": start}, "federation.algorithm=ditto", "federation.mu=1e4")
+    assert set(personal) == {"adapter", "global"} and not torch.equal(personal["global"], start)
+    assert (personal["adapter"] - start).norm() < (start + 1 - start).norm()  # pulled towards the global adapter

@@ -5,15 +5,17 @@ from pathlib import Path
 import torch
 
 from mira.cli import main
+from mira.client import build_workspace
 from mira.config import load_config
 from mira.lora import load_adapter
-from mira.simulation import build_federation, run, sample_clients
+from mira.rounds import sample_clients
+from mira.simulation import run
 
 
 def test_tiny_run_lowers_local_loss_and_writes_results(tiny_config):
     cfg = tiny_config("federation.rounds=3", "federation.sample_fraction=1.0", "name=e2e")
-    fed = build_federation(cfg)
-    result = run(cfg, progress=False, fed=fed)
+    ws = build_workspace(cfg)
+    result = run(cfg, progress=False, ws=ws)
     first, last = result.history[0], result.history[-1]
     assert last["mean_local_loss"] < 0.8 * first["mean_local_loss"]
     assert last["mean_global_loss"] < first["mean_global_loss"]
@@ -22,9 +24,9 @@ def test_tiny_run_lowers_local_loss_and_writes_results(tiny_config):
     lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in lines] == [0, 1, 2, 3]
     csv_rows = (result.run_dir / "metrics.csv").read_text().splitlines()
-    assert len(csv_rows) == 1 + 4 * len(fed.clients)
-    for k, client in enumerate(fed.clients):
-        saved = load_adapter(result.run_dir / "adapters" / f"{client.name}.safetensors", fed.slot.layout)
+    assert len(csv_rows) == 1 + 4 * len(ws.clients)
+    for k, client in enumerate(ws.clients):
+        saved = load_adapter(result.run_dir / "adapters" / f"{client.name}.safetensors", ws.slot.layout)
         assert torch.equal(saved, result.thetas[k])
     # MIRA personalises: adapters differ between clients
     assert not torch.equal(result.thetas[0], result.thetas[1])

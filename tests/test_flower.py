@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
+from mira.algorithms import build_algorithm
+from mira.client import build_workspace
 from mira.config import load_config
 from mira.flower.loopback import Loopback
-from mira.simulation import InProcess, build_federation, build_server_rule, run, run_federation
-from safetensors.torch import load_file
+from mira.rounds import run_federation
+from mira.simulation import InProcess, run
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = '["add", "difference", "sentiment"]'
@@ -80,13 +83,13 @@ def test_simulation_engine_gives_the_simulators_adapters(tmp_path):
 class Crashed(InProcess):
     """The simulator with client `client` gone from round `round_` on (no training, no evaluation)."""
 
-    def __init__(self, fed, client, round_):
-        super().__init__(fed)
+    def __init__(self, ws, client, round_):
+        super().__init__(ws)
         self.client, self.round = client, round_
 
-    def train(self, algorithm, thetas, round_, sampled, optimizer_states, progress, on_step=None):
-        return [u for u in super().train(algorithm, thetas, round_, sampled, optimizer_states, progress, on_step)
-                if not (round_ >= self.round and u.client == self.client)]
+    def train(self, sent, round_, optimizer_states, progress, on_step=None):
+        alive = {k: message for k, message in sent.items() if not (round_ >= self.round and k == self.client)}
+        return super().train(alive, round_, optimizer_states, progress, on_step)
 
 
 def test_a_killed_supernode_is_skipped_and_the_others_are_unaffected(tmp_path):
@@ -107,10 +110,10 @@ def test_a_killed_supernode_is_skipped_and_the_others_are_unaffected(tmp_path):
     assert sorted(history[2]["local_loss"]) == ["add", "difference"]  # the dead client could not evaluate
 
     cfg = simulator_config(tmp_path, flower_overrides("crash"))
-    fed = build_federation(cfg)
-    rule = build_server_rule(cfg, fed.clients, fed.slot.layout, fed.initial_theta)
-    expected = run_federation(cfg, fed.clients, fed.slot.layout, fed.initial_theta, rule,
-                              Crashed(fed, client=2, round_=2), progress=False)
+    ws = build_workspace(cfg)
+    rule = build_algorithm(cfg, ws.clients, ws.slot.layout, ws.initial_theta)
+    expected = run_federation(cfg, ws.clients, ws.slot.layout, ws.initial_theta, rule,
+                              Crashed(ws, client=2, round_=2), progress=False)
     got, want = adapters(run_dir), adapters(expected.run_dir)
     for name in want:  # the survivors as if the dead client had only missed round 2; its own adapter from round 1
         assert_close(got[name], want[name])
@@ -124,5 +127,5 @@ def test_a_node_with_its_own_data_must_hold_exactly_one_client():
         _own_client(cfg, str(NI / "task002_currency.json"), 1, {})
     with pytest.raises(ValueError, match="the data make 3 clients"):
         _own_client(cfg, str(NI), 1, {"num-partitions": 3})
-    fed = _own_client(cfg, str(NI / "task002_currency.json"), 1, {"num-partitions": 3})
-    assert [c.name for c in fed.clients] == ["task002_currency"] and fed.offset == 1
+    ws, num_clients = _own_client(cfg, str(NI / "task002_currency.json"), 1, {"num-partitions": 3})
+    assert [c.name for c in ws.clients] == ["task002_currency"] and ws.ids == [1] and num_clients == 3

@@ -3,9 +3,19 @@ import json
 import pytest
 import torch
 
-from mira.graph import (GraphError, check_step, family_graph, laplacian, normalize_graph, random_graph, read_graph,
-                        uniform_graph, validate_graph)
-from mira.simulation import build_graph, run
+from mira.algorithms.mira import check_step
+from mira.graph import (
+    GraphError,
+    build_graph,
+    family_graph,
+    laplacian,
+    normalize_graph,
+    random_graph,
+    read_graph,
+    uniform_graph,
+    validate_graph,
+)
+from mira.simulation import run
 
 
 def test_builders_and_laplacian():
@@ -82,5 +92,5 @@ def test_random_graph_is_seeded_symmetric_and_within_its_range():
 def test_random_graph_kind_runs(tiny_config):
     cfg = tiny_config("name=rnd", "graph.kind=random", "graph.density=0.5", "graph.weight_min=0.5", "federation.rounds=1")
     result = run(cfg, progress=False)
-    adjacency, _ = build_graph(cfg, result.clients)
+    adjacency, _ = build_graph(cfg.graph, [c.family for c in result.clients], cfg.seed)
     assert torch.equal(adjacency, adjacency.T) and adjacency.max() <= 1.0  # normalised to max degree 1

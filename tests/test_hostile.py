@@ -8,15 +8,22 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import mira.simulation as simulation
+import mira.client as client
 from mira import laplacian_step
-from mira.algorithms.base import screen_updates
+from mira.algorithms.base import screen_replies
 from mira.data import DataError
 from mira.data.loaders import DOLLY_CATEGORIES, load_dolly
 from mira.simulation import run
 
 
-def test_screen_updates_rejects_nan_inf_and_wrong_shapes():
+def screen_updates(thetas, trained, **bounds):
+    """screen_replies on adapters alone: client k was sent thetas[k] and returned trained[k]."""
+    sent = {k: {"adapter": thetas[k]} for k in trained}
+    accepted, rejected = screen_replies(sent, {k: {"adapter": t} for k, t in trained.items()}, **bounds)
+    return {k: reply["adapter"] for k, reply in accepted.items()}, rejected
+
+
+def test_screen_updates_rejects_nan_inf_wrong_shapes_and_missing_entries():
     thetas = torch.zeros(4, 3)
     trained = {0: torch.tensor([1.0, float("nan"), 0.0]), 1: torch.tensor([float("inf"), 0.0, 0.0]),
                2: torch.zeros(5), 3: torch.tensor([3.0, 4.0, 0.0])}
@@ -25,6 +32,9 @@ def test_screen_updates_rejects_nan_inf_and_wrong_shapes():
     assert "1 non-finite" in rejected[0] and "non-finite" in rejected[1] and "shape (5,)" in rejected[2]
     clipped, _ = screen_updates(thetas, {3: trained[3]}, max_update_norm=1.0)
     torch.testing.assert_close(clipped[3], torch.tensor([0.6, 0.8, 0.0]))
+    sent = {0: {"adapter": thetas[0], "global": thetas[1]}}  # a reply without an entry it was sent
+    _, rejected = screen_replies(sent, {0: {"adapter": thetas[0]}})
+    assert rejected == {0: "global: missing"}
 
 
 def test_clip_to_median_scales_down_only_the_outlier():
@@ -40,7 +50,7 @@ def test_clip_to_median_scales_down_only_the_outlier():
 
 
 def test_poisoned_client_is_rejected_and_neighbours_stay_clean(tiny_config, monkeypatch):
-    real = simulation.train_local
+    real = client.train_local
 
     def poisoned(model, slot, theta, examples, *args, **kwargs):
         result = real(model, slot, theta, examples, *args, **kwargs)
@@ -49,14 +59,14 @@ def test_poisoned_client_is_rejected_and_neighbours_stay_clean(tiny_config, monk
         return result
 
     cfg = tiny_config("name=p", "federation.rounds=1", "federation.sample_fraction=1.0")
-    fed = simulation.build_federation(cfg)
-    poisoned.target = fed.train_sets[0]
-    monkeypatch.setattr(simulation, "train_local", poisoned)
-    result = run(cfg, progress=False, fed=fed)
+    ws = client.build_workspace(cfg)
+    poisoned.target = ws.train_sets[0]
+    monkeypatch.setattr(client, "train_local", poisoned)
+    result = run(cfg, progress=False, ws=ws)
     assert torch.isfinite(result.thetas).all()
-    assert torch.equal(result.thetas[0], fed.initial_theta)  # kept its last good adapter
-    assert "non-finite" in result.history[-1]["rejected"][fed.clients[0].name]
-    assert not torch.equal(result.thetas[1], fed.initial_theta)  # the others trained and were aggregated
+    assert torch.equal(result.thetas[0], ws.initial_theta)  # kept its last good adapter
+    assert "non-finite" in result.history[-1]["rejected"][ws.clients[0].name]
+    assert not torch.equal(result.thetas[1], ws.initial_theta)  # the others trained and were aggregated
 
 
 # ------------------------------------------------------------------ property-based: the server step

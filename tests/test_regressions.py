@@ -1,7 +1,11 @@
-"""Regression tests for the defects a hostile tester found (issue #14, items 1-7)."""
+"""Regression tests for the defects a hostile tester found (issue #14, items 1-7), and for runs
+written by earlier versions."""
 
+import dataclasses
 import json
 import logging
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,9 +13,10 @@ from safetensors.torch import load_file, save_file
 
 from mira.checkpoint import CHECKPOINT, load_checkpoint
 from mira.cli import main
+from mira.client import build_workspace
 from mira.config import ConfigError, load_config, resume_config
 from mira.export import RunModel
-from mira.simulation import build_federation, evaluate, run
+from mira.simulation import InProcess, run
 
 
 def test_evaluation_and_generation_run_without_dropout(tiny_config):
@@ -20,9 +25,9 @@ def test_evaluation_and_generation_run_without_dropout(tiny_config):
     model = RunModel(cfg.run_dir)
     answers = {model.generate(0, "Add 12 and 30", max_new_tokens=6) for _ in range(3)}
     assert len(answers) == 1
-    fed = build_federation(cfg)  # as a Flower node builds it for each message
-    assert not fed.model.training
-    fresh = evaluate(fed, result.thetas)["local_loss"]
+    ws = build_workspace(cfg)  # as a Flower node builds it for each message
+    assert not ws.model.training
+    fresh = InProcess(ws).evaluate(result.thetas, full=False)["local_loss"]
     assert fresh == result.history[-1]["local_loss"]
 
 
@@ -75,7 +80,7 @@ def test_a_large_train_cap_that_shrinks_the_test_set_is_warned_about(tiny_config
     cfg = tiny_config("data.source='natural_instructions'", "data.path='tests/fixtures/ni'",
                       "data.train_per_client=9", "data.test_per_client=4", "data.val_per_client=0")
     with caplog.at_level(logging.WARNING, logger="mira.data.partition"):
-        build_federation(cfg)
+        build_workspace(cfg)
     assert "client task001_capital has 10 examples, fewer than asked (train 9, test 4, validation 0): " \
            "it gets train 7, test 3" in caplog.text
 
@@ -93,3 +98,21 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(tiny_config):
     assert [r["round"] for r in result.history] == [0, 1]
     with pytest.raises(FileExistsError, match="already holds a run"):
         run(cfg, progress=False)
+
+
+OLD_RUN = Path(__file__).parent / "fixtures" / "old-runs" / "ditto-v1"
+"""A Ditto run (tiny model, half the clients sampled) stopped after round 1 of 2, written by commit
+9af7ff5, before the client/rounds split; its uninterrupted 2-round run ended at mean local loss
+4.4622345979510065."""
+
+
+def test_a_checkpoint_written_before_the_client_rounds_split_still_resumes(tmp_path):
+    run_dir = tmp_path / OLD_RUN.name
+    shutil.copytree(OLD_RUN, run_dir)
+    cfg = resume_config(run_dir, ["federation.rounds=2"])
+    resumed = run(cfg, progress=False, resume=True)
+    assert resumed.history[-1]["mean_local_loss"] == pytest.approx(4.4622345979510065, abs=1e-6)
+    straight = run(dataclasses.replace(cfg, name="straight"), progress=False)
+    torch.testing.assert_close(resumed.thetas, straight.thetas, rtol=0, atol=1e-6)
+    old_round_1 = json.loads((OLD_RUN / "metrics.jsonl").read_text().splitlines()[1])
+    assert straight.history[1]["mean_local_loss"] == pytest.approx(old_round_1["mean_local_loss"], abs=1e-6)

@@ -10,9 +10,9 @@ import pytest
 
 import mira.tune
 from mira.cli import main
+from mira.client import build_workspace
 from mira.compare import read_params
 from mira.config import ConfigError, load_config
-from mira.simulation import build_federation
 from mira.tune import tune
 
 TINY = ["model.name=tiny-random", "data.train_per_client=12", "data.test_per_client=6", "data.val_per_client=6",
@@ -31,13 +31,13 @@ class Untouchable(list):
 
 def test_tuning_never_reads_the_test_split(tmp_path, monkeypatch):
     def guarded(cfg):
-        fed = build_federation(cfg)
-        for client in fed.clients:
+        ws = build_workspace(cfg)
+        for client in ws.clients:
             client.test = Untouchable(client.test)
-        fed.test_sets = [Untouchable(s) for s in fed.test_sets]
-        return fed
+        ws.test_sets = [Untouchable(s) for s in ws.test_sets]
+        return ws
 
-    monkeypatch.setattr(mira.tune, "build_federation", guarded)
+    monkeypatch.setattr(mira.tune, "build_workspace", guarded)
     cfg = load_config(None, [*TINY, f"out_dir='{tmp_path}'", "name=guarded"])
     out = tune(cfg, ["mira@learned", "ditto"], trials=2, progress=False)
     storage = f"sqlite:///{out / 'study.db'}"

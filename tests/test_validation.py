@@ -8,12 +8,13 @@ import torch
 from safetensors.torch import load_file
 
 from mira.cli import main
+from mira.client import build_workspace
 from mira.config import DataConfig
 from mira.data import Task, load_clients
 from mira.data.partition import partition
 from mira.evaluate import losses_on
 from mira.lora import load_adapter
-from mira.simulation import build_federation, run
+from mira.simulation import run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -52,8 +53,8 @@ def test_each_client_keeps_its_lowest_validation_adapter(tiny_config, tmp_path):
     assert all("val_loss" in r and "local_loss" in r for r in history)
     selected = history[-1]["selected"]
     names = [c.name for c in result.clients]
-    fed = build_federation(cfg)
-    layout = fed.slot.layout
+    ws = build_workspace(cfg)
+    layout = ws.slot.layout
     chosen_rounds = set()
     for k, name in enumerate(names):
         curve = [r["val_loss"][name] for r in history]
@@ -62,8 +63,8 @@ def test_each_client_keeps_its_lowest_validation_adapter(tiny_config, tmp_path):
         assert selected["val_loss"][name] == curve[best]
         chosen_rounds.add(best)
         theta = load_adapter(cfg.run_dir / "adapters" / "selected" / f"{name}.safetensors", layout)
-        val, test = (losses_on(fed.model, fed.slot, theta[None], s[k], 16, fed.pad_id)[0]
-                     for s in (fed.val_sets, fed.test_sets))
+        val, test = (losses_on(ws.model, ws.slot, theta[None], s[k], 16, ws.pad_id)[0]
+                     for s in (ws.val_sets, ws.test_sets))
         assert abs(val - curve[best]) < 1e-5 and abs(test - selected["local_loss"][name]) < 1e-5
         if best == len(curve) - 1:
             assert torch.equal(theta, result.thetas[k])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import tomli_w
 
-from .config import ConfigError, describe_options, load_config, resume_config, to_dict
+from .config import ConfigError, choices, describe_options, load_config, resume_config, to_dict
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mira", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Federated multi-task fine-tuning of LLMs with LoRA: MIRA (graph-regularised "
-                    "personalised adapters) and its baselines (FedIT, Local, FedProx, Ditto, FedSA-LoRA, "
-                    "FFA-LoRA), tuned and compared in one harness.",
+                    "personalised adapters) and its baselines, tuned and compared in one harness. "
+                    "Algorithms: " + ", ".join(sorted(choices("federation.algorithm"))) + ".",
         epilog="Run 'mira COMMAND --help' for a command's options.")
     parser.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "continues an interrupted comparison.")
     _add_config_args(cmp_)
     cmp_.add_argument("--algorithms", "-a", default="mira,fedit,local", metavar="LIST",
-                      help="comma-separated: mira, fedit, local, fedprox, ditto, fedsa_lora, ffa_lora; "
-                           "'mira@ground_truth' (or @uniform, @file, @learned) picks MIRA's task graph "
+                      help="comma-separated algorithms (" + ", ".join(sorted(choices("federation.algorithm")))
+                           + "); 'mira@ground_truth' (or @uniform, @random, @file, @learned) picks MIRA's task graph "
                            "(default: mira,fedit,local)")
     cmp_.add_argument("--seeds", default="0", metavar="LIST", help="comma-separated seeds (default: 0)")
     cmp_.add_argument("--params", metavar="FILE",

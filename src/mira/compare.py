@@ -9,9 +9,11 @@ import tomllib
 from pathlib import Path
 
 from .checkpoint import atomic_write_text
+from .client import build_workspace
 from .config import Config, ConfigError, from_dict, merge, save_config, to_dict
 from .results import COMPARISON_JSON, is_finished, label
-from .simulation import build_federation, evaluation_part, run
+from .rounds import evaluation_part
+from .simulation import run
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +72,13 @@ def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool =
             continue
         # One model load and one round-0 evaluation per seed: the LoRA initialisation and the data
         # depend on the seed only.
-        fed = build_federation(todo[0])
+        ws = build_workspace(todo[0])
         initial = None  # taken from the first sub-run this call starts afresh
         for sub in todo:
-            this = dataclasses.replace(fed, cfg=sub)
+            this = dataclasses.replace(ws, cfg=sub)
             log.info("compare: %s", sub.name)
             resume = (sub.run_dir / "checkpoint.safetensors").is_file()
-            result = run(sub, overwrite=True, progress=progress, fed=this, resume=resume, initial_evaluation=initial)
+            result = run(sub, overwrite=True, progress=progress, ws=this, resume=resume, initial_evaluation=initial)
             if initial is None and not resume:
                 initial = evaluation_part(result.history[0])
     return out

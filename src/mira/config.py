@@ -97,8 +97,8 @@ class TrainConfig:
 @dataclass
 class FederationConfig:
     algorithm: str = "mira"
-    """'mira', 'fedit' (FedAvg of A and B), 'local', 'fedprox', 'ditto', 'fedsa_lora' (A averaged,
-    B local) or 'ffa_lora' (A frozen, B averaged)."""
+    """The federated algorithm, by its registered name (each is a module of mira.algorithms whose
+    docstring describes it; choices listed in braces)."""
     rounds: int = 6
     """Communication rounds."""
     sample_fraction: float = 0.34
@@ -207,7 +207,6 @@ CHOICES = {
     "model.prompt_format": {"chat", "plain"},
     "model.autocast": {"none", "bfloat16"},
     "train.optimizer": {"adamw", "sgd"},
-    "federation.algorithm": {"mira", "fedit", "local", "fedprox", "ditto", "fedsa_lora", "ffa_lora"},
     "federation.neighbours": {"all", "sampled"},
     "graph.kind": {"uniform", "ground_truth", "random", "file", "learned"},
     "data.source": {"synthetic", "natural_instructions", "dolly", "records"},
@@ -222,6 +221,14 @@ POSITIVE = {"model.lora_r", "model.max_length", "train.local_steps", "train.batc
 NON_NEGATIVE = {"model.lora_dropout", "train.weight_decay", "train.grad_clip", "federation.sample_count",
                 "federation.lam", "federation.eta", "federation.mu", "graph.knn", "graph.threshold", "federation.max_update_norm", "federation.clip_to_median", "seed", "checkpoint_every",
                 "data.num_clients", "data.num_positive_examples", "eval.generate_per_client", "data.val_per_client"}
+
+
+def choices(key: str) -> set[str] | None:
+    """The values option `key` may take, if it is a choice (algorithms: those registered)."""
+    if key == "federation.algorithm":
+        from .algorithms import ALGORITHMS
+        return set(ALGORITHMS)
+    return CHOICES.get(key)
 
 
 def _field_types(cls) -> dict[str, typing.Any]:
@@ -274,8 +281,8 @@ def validate(cfg: Config) -> None:
         for part in key.split("."):
             obj = getattr(obj, part)
         return obj
-    for key, allowed in CHOICES.items():
-        if get(key) not in allowed:
+    for key in [*CHOICES, "federation.algorithm"]:
+        if get(key) not in (allowed := choices(key)):
             raise ConfigError(f"{key}: expected one of {sorted(allowed)}, got {get(key)!r}")
     for key in POSITIVE:
         if not get(key) > 0:
@@ -375,7 +382,7 @@ def describe_options() -> str:
                 continue
             key = prefix + f.name
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            choice = f" {{{', '.join(sorted(CHOICES[key]))}}}" if key in CHOICES else ""
+            choice = f" {{{', '.join(sorted(allowed))}}}" if (allowed := choices(key)) else ""
             doc = docs.get(f.name, "")
             lines.append(f"  {key} = {default!r}{choice}" + (f"\n      {doc}" if doc else ""))
     return "\n".join(lines)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 
 import torch
+
+from .config import GraphConfig
 
 
 class GraphError(ValueError):
@@ -90,6 +91,23 @@ def validate_graph(adjacency: torch.Tensor, num_clients: int, source: str = "gra
     return a, notes
 
 
+def build_graph(cfg: GraphConfig, families: list[str], seed: int) -> tuple[torch.Tensor, list[str]]:
+    """The task graph `cfg` names over clients of these task families, validated (and normalised if
+    asked), and notes on it; a random graph is a function of `seed`."""
+    k = len(families)
+    if cfg.kind == "uniform" or (cfg.kind == "learned" and not cfg.path):
+        adjacency, source = uniform_graph(k), "uniform graph"
+    elif cfg.kind == "ground_truth":
+        adjacency, source = family_graph(families), "ground-truth family graph"
+    elif cfg.kind == "random":
+        adjacency = random_graph(k, cfg.density, cfg.weight_min, cfg.weight_max, seed)
+        source = f"random graph (density {cfg.density}, weights in [{cfg.weight_min}, {cfg.weight_max}])"
+    else:
+        adjacency, source = read_graph(cfg.path), cfg.path
+    adjacency, notes = validate_graph(adjacency, k, source)
+    return (normalize_graph(adjacency) if cfg.normalize else adjacency), notes
+
+
 def laplacian(adjacency: torch.Tensor) -> torch.Tensor:
     """L = D − A, with D the diagonal matrix of weighted degrees."""
     return torch.diag(adjacency.sum(dim=1)) - adjacency
@@ -103,23 +121,6 @@ def normalize_graph(adjacency: torch.Tensor) -> torch.Tensor:
     """Scale all weights so that the largest weighted degree is 1 (the graph's shape is kept)."""
     d = max_degree(adjacency)
     return adjacency / d if d > 0 else adjacency
-
-
-def check_step(step: float, adjacency: torch.Tensor, force: bool = False) -> None:
-    """Refuse η·λ·(max weighted degree) > 1 unless forced.
-
-    Beyond that bound, θ_k − ηλ Σ a_kl (θ_k − θ_l) is no longer a convex combination of θ_k and its
-    neighbours: the step overshoots and repeated rounds can diverge.
-    """
-    bound = step * max_degree(adjacency)
-    if bound > 1 + 1e-9 and not force:
-        raise GraphError(
-            f"η·λ·(max weighted degree) = {step:g}·{max_degree(adjacency):g} = {bound:.3g} > 1: the MIRA "
-            "server step would no longer be a convex combination of a client's adapter and its "
-            "neighbours', and can diverge. Lower federation.eta or federation.lam, use "
-            "graph.normalize = true, or set graph.force = true to run anyway.")
-    if not math.isfinite(bound):
-        raise GraphError(f"η·λ = {step} is not finite")
 
 
 def edge_precision_recall(estimated: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:

@@ -22,11 +22,13 @@ from pathlib import Path
 import tomli_w
 
 from .algorithms import ALGORITHMS
-from .compare import parse_variant, variant_config
 from .checkpoint import atomic_write_text
+from .client import build_workspace
+from .compare import parse_variant, variant_config
 from .config import Config, ConfigError
 from .results import label, read_history
-from .simulation import build_federation, evaluation_part, run
+from .rounds import evaluation_part
+from .simulation import run
 
 log = logging.getLogger(__name__)
 STUDY_DB = "study.db"
@@ -61,7 +63,7 @@ def tune(cfg: Config, variants: list[str], trials: int, seed: int = 0, progress:
     out.mkdir(parents=True, exist_ok=True)
     storage = _storage(out / STUDY_DB)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    fed, initial = None, {}  # one model load, and one round-0 validation, for every trial
+    ws, initial = None, {}  # one model load, and one round-0 validation, for every trial
     for spec in variants:
         study = optuna.create_study(study_name=label(spec), storage=storage, load_if_exists=True, direction="minimize",
                                     sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, trials // 2)),
@@ -70,14 +72,14 @@ def tune(cfg: Config, variants: list[str], trials: int, seed: int = 0, progress:
         done = sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials)
         if done >= trials:
             continue
-        fed = fed or build_federation(variant_config(cfg, spec, seed, out))
-        study.optimize(lambda trial: _objective(trial, cfg, spec, seed, out, fed, progress, initial),
+        ws = ws or build_workspace(variant_config(cfg, spec, seed, out))
+        study.optimize(lambda trial: _objective(trial, cfg, spec, seed, out, ws, progress, initial),
                        n_trials=trials - done)
     write_tables(out)
     return out
 
 
-def _objective(trial, cfg: Config, spec: str, seed: int, out: Path, fed, progress: bool, initial: dict) -> float:
+def _objective(trial, cfg: Config, spec: str, seed: int, out: Path, ws, progress: bool, initial: dict) -> float:
     import optuna
 
     base = variant_config(cfg, spec, seed, out)
@@ -97,7 +99,7 @@ def _objective(trial, cfg: Config, spec: str, seed: int, out: Path, fed, progres
     resume = (sub.run_dir / "checkpoint.safetensors").is_file()
     log.info("tune: %s trial %d %s", label(spec), trial.number, json.dumps(params))
     try:
-        result = run(sub, overwrite=True, progress=progress, fed=dataclasses.replace(fed, cfg=sub), resume=resume,
+        result = run(sub, overwrite=True, progress=progress, ws=dataclasses.replace(ws, cfg=sub), resume=resume,
                      tuning=True, on_evaluation=report, initial_evaluation=initial.get("record"))
     finally:
         first = read_history(sub.run_dir, up_to_round=0)
@@ -135,7 +137,7 @@ def write_tables(out: Path) -> list[Path]:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
         writer.writerows(rows)
-    lines = [f"# Tuning: {out.name}", "", f"Objective: mean over clients of the selected adapters' validation loss "
+    lines = [f"# Tuning: {out.name}", "", "Objective: mean over clients of the selected adapters' validation loss "
              "(lower is better). Test sets are not read.", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]

@@ -1,12 +1,15 @@
-"""Federated algorithms, one module each, sharing the `Algorithm` interface."""
+"""Federated algorithms, one module each: every module in this package is imported, and each
+`Algorithm` subclass that declares a `name` is registered in ALGORITHMS (config choices, `--help`,
+`mira compare` and the Flower app read it). Adding an algorithm means adding its module."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import torch
 
-from ..config import FederationConfig
-from ..graph import GraphEstimator
-from .base import Algorithm, LocalPlan
+from .base import ADAPTER, ALGORITHMS, Algorithm, Message
 from .ditto import Ditto
 from .fedit import FedIT
 from .fedprox import FedProx
@@ -15,30 +18,20 @@ from .ffa_lora import FFALoRA
 from .local import Local
 from .mira import Mira, laplacian_step
 
-ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (Mira, FedIT, Local, FedProx, Ditto, FedSALoRA,
-                                                                   FFALoRA)}
-"""Every algorithm by its `federation.algorithm` name."""
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["ALGORITHMS", "Algorithm", "Ditto", "FedIT", "FedProx", "FedSALoRA", "FFALoRA", "Local", "LocalPlan", "Mira",
-           "laplacian_step", "build_algorithm"]
+__all__ = ["ADAPTER", "ALGORITHMS", "Algorithm", "Ditto", "FedIT", "FedProx", "FedSALoRA", "FFALoRA", "Local",
+           "Message", "Mira", "algorithm_class", "build_algorithm", "laplacian_step"]
 
 
-def build_algorithm(cfg: FederationConfig, adjacency: torch.Tensor, a_mask: torch.Tensor,
-                    estimator: GraphEstimator | None = None) -> Algorithm:
-    """The algorithm named by `cfg.algorithm`: MIRA with step η·λ over `adjacency` (or a learned
-    graph), the proximal ones with cfg.mu; `a_mask` marks the LoRA A coordinates (FedSA-LoRA)."""
-    if cfg.algorithm == "mira":
-        return Mira(adjacency, step=cfg.eta * cfg.lam, neighbours=cfg.neighbours, estimator=estimator)
-    if cfg.algorithm == "fedit":
-        return FedIT()
-    if cfg.algorithm == "local":
-        return Local()
-    if cfg.algorithm == "ffa_lora":
-        return FFALoRA(a_mask)
-    if cfg.algorithm == "fedprox":
-        return FedProx(cfg.mu)
-    if cfg.algorithm == "ditto":
-        return Ditto(cfg.mu)
-    if cfg.algorithm == "fedsa_lora":
-        return FedSALoRA(a_mask)
-    raise ValueError(f"unknown algorithm {cfg.algorithm!r}")
+def algorithm_class(name: str) -> type[Algorithm]:
+    """The registered algorithm called `name`."""
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; registered: {', '.join(sorted(ALGORITHMS))}")
+    return ALGORITHMS[name]
+
+
+def build_algorithm(cfg, clients, layout, initial_theta: torch.Tensor) -> Algorithm:
+    """The algorithm of cfg.federation.algorithm, built for these clients and adapter layout."""
+    return algorithm_class(cfg.federation.algorithm).build(cfg, clients, layout, initial_theta)

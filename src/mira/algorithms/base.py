@@ -1,38 +1,63 @@
-"""The interface every federated algorithm implements: a server rule over per-client adapters."""
+"""The interface every federated algorithm implements: what the server sends a sampled client, what
+that client trains and sends back, and the server rule that turns the replies into the new state."""
 
 from __future__ import annotations
 
 import math
 import statistics
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import torch
 
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..data import ClientData
+    from ..lora import AdapterLayout
 
-@dataclass(frozen=True)
-class LocalPlan:
-    """How a sampled client trains, beyond R steps on its own loss."""
+ADAPTER = "adapter"
+"""The message entry holding a client's own adapter (every algorithm sends and returns one)."""
 
-    mu: float = 0.0
-    """Proximal pull (mu/2)·‖θ − anchor‖²; the anchor is the adapter received (FedProx) or, with
-    `personal`, the global adapter (Ditto)."""
-    freeze_a: bool = False
-    """Leave the LoRA A matrices untrained (FFA-LoRA)."""
-    personal: bool = False
-    """Ditto: the client also trains the server's global adapter and returns it."""
+Message = dict[str, torch.Tensor]
+"""What travels one way between the server and one client: named flat tensors."""
+
+ALGORITHMS: dict[str, type[Algorithm]] = {}
+"""Every algorithm by its `federation.algorithm` name: each class that declares a `name` joins it."""
+
+
+class Trainer(Protocol):
+    """One client's local training in one round, bound to its data, batches and dropout seed."""
+
+    def __call__(self, start: torch.Tensor, anchor: torch.Tensor | None = None, mu: float = 0.0,
+                 freeze_a: bool = False, persistent: bool = True) -> torch.Tensor:
+        """R optimiser steps from `start`; returns the trained adapter. With `anchor` and `mu` > 0
+        the loss gets (mu/2)·‖θ − anchor‖²; `freeze_a` leaves the LoRA A matrices as they are;
+        `persistent` lets this pass use (and keep) the client's optimiser state if the run keeps one."""
 
 
 class Algorithm(ABC):
-    """A server rule. The federated state is a (K × P) tensor: row k is the adapter client k trains
-    from next time it is sampled (and is evaluated with)."""
+    """A federated algorithm. The federated state is a (K × P) tensor: row k is the adapter client k
+    trains from next time it is sampled (and is evaluated with). Subclasses that set `name` are
+    registered in ALGORITHMS; `build` makes one from the run's configuration."""
 
-    name: str
-    communicates = True
+    name: ClassVar[str]
+    communicates: ClassVar[bool] = True
     """Whether clients exchange adapters with the server (False: nothing is sent, e.g. Local)."""
-    plan = LocalPlan()
-    global_theta: torch.Tensor | None = None
-    """A server-held adapter besides the per-client rows (Ditto's global model), sent with each task."""
+    training_passes: ClassVar[int] = 1
+    """Passes of R local steps a sampled client makes per round (progress bars)."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            if cls.name in ALGORITHMS:
+                raise ValueError(f"two algorithms are named {cls.name!r}: {ALGORITHMS[cls.name]} and {cls}")
+            ALGORITHMS[cls.name] = cls
+
+    @classmethod
+    def build(cls, cfg: Config, clients: list[ClientData], layout: AdapterLayout,
+              initial_theta: torch.Tensor) -> Algorithm:
+        """The algorithm with the settings of `cfg` for these clients (and adapter layout)."""
+        return cls()
 
     @staticmethod
     def search_space(trial, cfg) -> dict:
@@ -40,12 +65,21 @@ class Algorithm(ABC):
         from an Optuna `trial`: the local learning rate, log-uniform within 10x of cfg.train.lr."""
         return {"train": {"lr": trial.suggest_float("train.lr", cfg.train.lr / 10, cfg.train.lr * 10, log=True)}}
 
+    def send(self, thetas: torch.Tensor, k: int) -> Message:
+        """What the server sends sampled client k: its own adapter."""
+        return {ADAPTER: thetas[k]}
+
+    @classmethod
+    def client_step(cls, train: Trainer, received: Message, cfg: Config) -> Message:
+        """What a sampled client does with what it received, and what it sends back: R steps on its
+        own loss from the adapter received. Runs on the client, knowing only the run's `cfg`."""
+        return {ADAPTER: train(received[ADAPTER])}
+
     @abstractmethod
-    def aggregate(self, thetas: torch.Tensor, trained: dict[int, torch.Tensor],
-                  num_examples: dict[int, int], trained_global: dict[int, torch.Tensor] | None = None
+    def aggregate(self, thetas: torch.Tensor, replies: dict[int, Message], num_examples: dict[int, int]
                   ) -> torch.Tensor:
-        """Return the new (K × P) state after the sampled clients returned `trained` adapters (and,
-        under a personal plan, their trained copies of the global adapter).
+        """Return the new (K × P) state after the sampled clients sent `replies` (screened, by
+        client), having trained on `num_examples` examples each.
 
         `thetas` holds the state before the round and is not modified.
         """
@@ -69,37 +103,54 @@ class Algorithm(ABC):
         return {}
 
 
-def with_trained_rows(thetas: torch.Tensor, trained: dict[int, torch.Tensor]) -> torch.Tensor:
-    """A copy of `thetas` with the rows of the clients that trained replaced by their new adapters."""
+def adapters(replies: dict[int, Message]) -> dict[int, torch.Tensor]:
+    """The trained adapter in each client's reply."""
+    return {k: reply[ADAPTER] for k, reply in replies.items()}
+
+
+def with_trained_rows(thetas: torch.Tensor, replies: dict[int, Message]) -> torch.Tensor:
+    """A copy of `thetas` with the rows of the clients that replied replaced by their trained adapters."""
     out = thetas.clone()
-    for k, theta in trained.items():
+    for k, theta in adapters(replies).items():
         out[k] = theta
     return out
 
 
-def screen_updates(thetas: torch.Tensor, trained: dict[int, torch.Tensor], max_update_norm: float = 0.0,
-                   clip_to_median: float = 0.0) -> tuple[dict[int, torch.Tensor], dict[int, str]]:
-    """Keep the returned adapters that are safe to aggregate; say why each other one was rejected.
+def screen_replies(sent: dict[int, Message], replies: dict[int, Message], max_update_norm: float = 0.0,
+                   clip_to_median: float = 0.0) -> tuple[dict[int, Message], dict[int, str]]:
+    """Keep the replies that are safe to aggregate; say why each other one was rejected.
 
-    An adapter of the wrong shape or holding NaN/Inf is rejected: its client keeps its last good
-    adapter and its neighbours never see the bad one. An accepted update θ_new − θ_old longer than
-    `max_update_norm` (if > 0), or than `clip_to_median` times the median norm of this round's
-    accepted updates (if > 0), is scaled down to that length.
+    A reply must hold every tensor its client was sent, of the same shape and finite; otherwise it is
+    rejected (its client keeps its last good adapter and its neighbours never see the bad one). Each
+    accepted update (returned minus sent tensor) longer than `max_update_norm` (if > 0), or than
+    `clip_to_median` times the median norm of this round's accepted updates of that entry (if > 0),
+    is scaled down to that length.
     """
     accepted, rejected = {}, {}
-    for k, theta in trained.items():
-        if theta.shape != thetas[k].shape:
-            rejected[k] = f"shape {tuple(theta.shape)}, expected {tuple(thetas[k].shape)}"
-        elif not torch.isfinite(theta).all():
-            rejected[k] = f"{int((~torch.isfinite(theta)).sum())} non-finite values"
+    for k, reply in replies.items():
+        problems = [f"{key}: {problem}" for key, tensor in sent[k].items()
+                    if (problem := _problem(reply.get(key), tensor))]
+        if problems:
+            rejected[k] = "; ".join(problems)
         else:
-            accepted[k] = theta
-    norms = {k: float((theta - thetas[k]).norm()) for k, theta in accepted.items()}
-    bounds = [max_update_norm] if max_update_norm > 0 else []
-    if clip_to_median > 0 and norms:
-        bounds.append(clip_to_median * statistics.median(norms.values()))
-    for k, norm in norms.items():
+            accepted[k] = dict(reply)
+    for key in {key for k in accepted for key in sent[k]}:
+        norms = {k: float((reply[key] - sent[k][key]).norm()) for k, reply in accepted.items() if key in sent[k]}
+        bounds = [max_update_norm] if max_update_norm > 0 else []
+        if clip_to_median > 0 and norms:
+            bounds.append(clip_to_median * statistics.median(norms.values()))
         bound = min(bounds, default=math.inf)
-        if norm > bound:
-            accepted[k] = thetas[k] + (accepted[k] - thetas[k]) * (bound / norm)
+        for k, norm in norms.items():
+            if norm > bound:
+                accepted[k][key] = sent[k][key] + (accepted[k][key] - sent[k][key]) * (bound / norm)
     return accepted, rejected
+
+
+def _problem(returned: torch.Tensor | None, sent: torch.Tensor) -> str | None:
+    if returned is None:
+        return "missing"
+    if returned.shape != sent.shape:
+        return f"shape {tuple(returned.shape)}, expected {tuple(sent.shape)}"
+    if not torch.isfinite(returned).all():
+        return f"{int((~torch.isfinite(returned)).sum())} non-finite values"
+    return None

@@ -1,17 +1,30 @@
 """Ditto (Li et al., 2021) on LoRA: the server keeps a global adapter w trained by FedAvg; each client
-keeps a personal adapter v_k, trained on its own loss plus (mu/2)·‖v_k − w‖². A sampled client runs R
-steps on w (returned for averaging) and R steps on v_k (its row of the state, which is evaluated)."""
+keeps a personal adapter v_k, trained on its own loss plus (mu/2)·‖v_k − w‖². A sampled client gets
+both, runs R steps on w (returned for averaging) and R steps on v_k (its row of the state, which is
+evaluated)."""
 
 from __future__ import annotations
 
 import torch
 
-from .base import Algorithm, LocalPlan, with_trained_rows
+from .base import ADAPTER, Algorithm, with_trained_rows
 from .fedit import weighted_mean
+
+GLOBAL = "global"
+"""The message entry holding the global adapter w."""
 
 
 class Ditto(Algorithm):
     name = "ditto"
+    training_passes = 2
+    global_theta: torch.Tensor
+
+    def __init__(self, mu: float):
+        self.mu = mu
+
+    @classmethod
+    def build(cls, cfg, clients, layout, initial_theta):
+        return cls(cfg.federation.mu)
 
     @staticmethod
     def search_space(trial, cfg) -> dict:
@@ -20,8 +33,15 @@ class Ditto(Algorithm):
         space["federation"] = {"mu": trial.suggest_float("federation.mu", 1e-3, 1.0, log=True)}
         return space
 
-    def __init__(self, mu: float):
-        self.plan = LocalPlan(mu=mu, personal=True)
+    def send(self, thetas, k):
+        return {ADAPTER: thetas[k], GLOBAL: self.global_theta}
+
+    @classmethod
+    def client_step(cls, train, received, cfg):
+        """First w from the global adapter (a fresh optimiser), then v_k pulled towards the received w."""
+        trained_global = train(received[GLOBAL], persistent=False)
+        return {ADAPTER: train(received[ADAPTER], anchor=received[GLOBAL], mu=cfg.federation.mu),
+                GLOBAL: trained_global}
 
     def start(self, initial_theta: torch.Tensor) -> None:
         self.global_theta = initial_theta.clone()
@@ -35,7 +55,6 @@ class Ditto(Algorithm):
     def values_per_client(self, numel: int) -> int:
         return 2 * numel  # clients are stateless: the personal adapter travels beside the global one
 
-    def aggregate(self, thetas, trained, num_examples, trained_global=None) -> torch.Tensor:
-        if trained_global:
-            self.global_theta = weighted_mean(trained_global, {k: num_examples[k] for k in trained_global})
-        return with_trained_rows(thetas, trained)
+    def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
+        self.global_theta = weighted_mean({k: r[GLOBAL] for k, r in replies.items()}, num_examples)
+        return with_trained_rows(thetas, replies)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Algorithm
+from .base import Algorithm, adapters
 
 
 def weighted_mean(trained: dict[int, torch.Tensor], num_examples: dict[int, int]) -> torch.Tensor:
@@ -20,5 +20,5 @@ def weighted_mean(trained: dict[int, torch.Tensor], num_examples: dict[int, int]
 class FedIT(Algorithm):
     name = "fedit"
 
-    def aggregate(self, thetas, trained, num_examples, trained_global=None) -> torch.Tensor:
-        return weighted_mean(trained, num_examples).expand_as(thetas).clone()
+    def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
+        return weighted_mean(adapters(replies), num_examples).expand_as(thetas).clone()

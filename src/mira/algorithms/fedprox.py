@@ -3,7 +3,7 @@ proximal term (mu/2)·‖θ − θ_received‖², which keeps heterogeneous clie
 
 from __future__ import annotations
 
-from .base import Algorithm, LocalPlan
+from .base import ADAPTER, Algorithm
 from .fedit import FedIT
 
 
@@ -17,5 +17,7 @@ class FedProx(FedIT):
         space["federation"] = {"mu": trial.suggest_float("federation.mu", 1e-3, 1.0, log=True)}
         return space
 
-    def __init__(self, mu: float):
-        self.plan = LocalPlan(mu=mu)
+    @classmethod
+    def client_step(cls, train, received, cfg):
+        theta = received[ADAPTER]
+        return {ADAPTER: train(theta, anchor=theta, mu=cfg.federation.mu)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Algorithm, with_trained_rows
+from .base import Algorithm, adapters, with_trained_rows
 from .fedit import weighted_mean
 
 
@@ -17,10 +17,14 @@ class FedSALoRA(Algorithm):
         """`a_mask`: boolean (P,), True at the coordinates of LoRA A matrices in the flat adapter."""
         self.a_mask = a_mask
 
+    @classmethod
+    def build(cls, cfg, clients, layout, initial_theta):
+        return cls(layout.lora_a_mask())
+
     def values_per_client(self, numel: int) -> int:
         return int(self.a_mask.sum())  # only A travels
 
-    def aggregate(self, thetas, trained, num_examples, trained_global=None) -> torch.Tensor:
-        out = with_trained_rows(thetas, trained)
-        out[:, self.a_mask] = weighted_mean(trained, num_examples)[self.a_mask]
+    def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
+        out = with_trained_rows(thetas, replies)
+        out[:, self.a_mask] = weighted_mean(adapters(replies), num_examples)[self.a_mask]
         return out

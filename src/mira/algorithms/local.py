@@ -11,5 +11,5 @@ class Local(Algorithm):
     name = "local"
     communicates = False
 
-    def aggregate(self, thetas, trained, num_examples, trained_global=None) -> torch.Tensor:
-        return with_trained_rows(thetas, trained)
+    def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
+        return with_trained_rows(thetas, replies)

@@ -9,10 +9,15 @@ stacked as one vector give the same result.
 
 from __future__ import annotations
 
+import logging
+import math
+
 import torch
 
-from ..graph import GraphEstimator, laplacian
+from ..graph import GraphError, GraphEstimator, build_graph, family_graph, laplacian, max_degree
 from .base import Algorithm, with_trained_rows
+
+log = logging.getLogger(__name__)
 
 
 def laplacian_step(thetas: torch.Tensor, adjacency: torch.Tensor, step: float,
@@ -32,6 +37,23 @@ def laplacian_step(thetas: torch.Tensor, adjacency: torch.Tensor, step: float,
     return out
 
 
+def check_step(step: float, adjacency: torch.Tensor, force: bool = False) -> None:
+    """Refuse η·λ·(max weighted degree) > 1 unless forced.
+
+    Beyond that bound, θ_k − ηλ Σ a_kl (θ_k − θ_l) is no longer a convex combination of θ_k and its
+    neighbours: the step overshoots and repeated rounds can diverge.
+    """
+    bound = step * max_degree(adjacency)
+    if bound > 1 + 1e-9 and not force:
+        raise GraphError(
+            f"η·λ·(max weighted degree) = {step:g}·{max_degree(adjacency):g} = {bound:.3g} > 1: the MIRA "
+            "server step would no longer be a convex combination of a client's adapter and its "
+            "neighbours', and can diverge. Lower federation.eta or federation.lam, use "
+            "graph.normalize = true, or set graph.force = true to run anyway.")
+    if not math.isfinite(bound):
+        raise GraphError(f"η·λ = {step} is not finite")
+
+
 class Mira(Algorithm):
     """MIRA's server rule. `neighbours='sampled'` (default) lets only this round's sampled clients
     contribute, as in the paper's update and FedU; `'all'` uses the newest copy of every neighbour. With an `estimator`
@@ -47,6 +69,22 @@ class Mira(Algorithm):
         self.step = step
         self.neighbours = neighbours
         self.estimator = estimator
+
+    @classmethod
+    def build(cls, cfg, clients, layout, initial_theta):
+        """MIRA over the task graph of cfg.graph (notes on it logged), its step η·λ checked against the
+        graph; with graph.kind = 'learned' the graph starts there and is estimated from the adapters."""
+        families = [c.family for c in clients]
+        adjacency, notes = build_graph(cfg.graph, families, cfg.seed)
+        for note in notes:
+            log.warning(note)
+        fcfg, g = cfg.federation, cfg.graph
+        check_step(fcfg.eta * fcfg.lam, adjacency, g.force)
+        estimator = None
+        if g.kind == "learned":
+            estimator = GraphEstimator(adjacency, initial_theta, g.knn, g.threshold, g.update_every, g.smoothing,
+                                       truth=family_graph(families))
+        return cls(adjacency, step=fcfg.eta * fcfg.lam, neighbours=fcfg.neighbours, estimator=estimator)
 
     @staticmethod
     def search_space(trial, cfg) -> dict:
@@ -70,13 +108,14 @@ class Mira(Algorithm):
     def report(self) -> dict:
         return self.estimator.report() if self.estimator is not None else {}
 
-    def aggregate(self, thetas, trained, num_examples, trained_global=None) -> torch.Tensor:
-        sampled = sorted(trained)
+    def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
+        sampled = sorted(replies)
+        trained = with_trained_rows(thetas, replies)
         if self.estimator is not None:
-            self.adjacency = self.estimator.update(with_trained_rows(thetas, trained))
+            self.adjacency = self.estimator.update(trained)
         adjacency = self.adjacency
         if self.neighbours == "sampled":
             mask = torch.zeros(len(thetas), dtype=adjacency.dtype)
             mask[sampled] = 1
             adjacency = adjacency * mask[:, None] * mask[None, :]
-        return laplacian_step(with_trained_rows(thetas, trained), adjacency, self.step, sampled)
+        return laplacian_step(trained, adjacency, self.step, sampled)

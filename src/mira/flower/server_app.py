@@ -1,4 +1,4 @@
-"""The Flower ServerApp: the simulator's round loop (`run_federation`) with clients on Flower nodes.
+"""The Flower ServerApp: the shared round loop (`mira.rounds`) with clients on Flower nodes.
 
 Run config (pyproject `[tool.flwr.app.config]`, overridden by `flwr run --run-config`):
 `config` (a mira TOML file; empty = defaults), `overrides` (`key=value` pairs separated by `;`),
@@ -16,13 +16,22 @@ from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid, ServerApp
 
+from ..algorithms import ADAPTER, build_algorithm
+from ..client import ClientEvaluation, ClientUpdate, build_model
 from ..config import Config, ConfigError, load_config
 from ..data import ClientData
 from ..lora import AdapterLayout
-from ..simulation import (ClientEvaluation, ClientUpdate, RunResult, build_model, build_server_rule, check_run_dir,
-                          run_federation, summarise_evaluation)
-from .transport import (ADAPTER, ALL_ADAPTERS, CONFIG, GLOBAL, METRICS, adapter_record, adapters_record,
-                        config_record, read_adapter)
+from ..rounds import RunResult, check_run_dir, run_federation, summarise_evaluation
+from .transport import (
+    ALL_ADAPTERS,
+    CONFIG,
+    METRICS,
+    adapter_record,
+    adapters_record,
+    config_record,
+    message_content,
+    read_message,
+)
 
 log = logging.getLogger(__name__)
 app = ServerApp()
@@ -128,24 +137,20 @@ class FlowerBackend:
                                f"flower.min_replies = {self.cfg.flower.min_replies}; the last checkpoint is intact")
         return good
 
-    def train(self, algorithm, thetas, round_, sampled, optimizer_states, progress, on_step=None):
+    def train(self, sent, round_, optimizer_states, progress, on_step=None):
         self.refresh()
         precision = self.cfg.flower.precision
-        shared = {GLOBAL: adapter_record(algorithm.global_theta, self.layout, precision)} if algorithm.plan.personal else {}
-        contents = {k: RecordDict({ADAPTER: adapter_record(thetas[k], self.layout, precision),
-                                   CONFIG: config_record(self.cfg, round_, plan=algorithm.plan), **shared})
-                    for k in sampled}
+        contents = {k: RecordDict(message_content(message, self.layout, precision) | {CONFIG: config_record(self.cfg, round_)})
+                    for k, message in sent.items()}
         updates = []
         for k, reply in self._exchange(MessageType.TRAIN, contents, f"round {round_}").items():
             try:
-                theta = read_adapter(reply.content[ADAPTER], self.layout, precision)
-                global_theta = read_adapter(reply.content[GLOBAL], self.layout, precision) if shared else None
+                returned = read_message(reply.content, self.layout, precision)
             except (KeyError, ValueError) as exc:
-                log.warning("round %d: rejected the adapter of client %s (%s)", round_, self.names[k], exc)
+                log.warning("round %d: rejected the reply of client %s (%s)", round_, self.names[k], exc)
                 continue
             metrics = reply.content[METRICS]
-            updates.append(ClientUpdate(k, theta, int(metrics["num-examples"]), float(metrics["train-loss"]),
-                                        global_theta=global_theta))
+            updates.append(ClientUpdate(k, returned, int(metrics["num-examples"]), float(metrics["train-loss"])))
         return updates
 
     def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
@@ -175,7 +180,7 @@ def run_on_grid(grid: Grid, cfg: Config, resume: bool = False, overwrite: bool =
     backend = FlowerBackend(grid, cfg, layout)
     clients = backend.connect()
     log.info("writing the run to %s", cfg.run_dir.resolve())
-    return run_federation(cfg, clients, layout, initial_theta, build_server_rule(cfg, clients, layout, initial_theta),
+    return run_federation(cfg, clients, layout, initial_theta, build_algorithm(cfg, clients, layout, initial_theta),
                           backend, progress=False, resume=resume)
 
 

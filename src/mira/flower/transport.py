@@ -1,5 +1,6 @@
-"""What travels in Flower messages: adapters as ArrayRecords keyed by PEFT parameter names, and the
-run's configuration and round as a ConfigRecord."""
+"""What travels in Flower messages: each entry of an algorithm's message (a flat adapter) as an
+ArrayRecord of its tensors keyed by PEFT parameter names, and the run's configuration and round as a
+ConfigRecord."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import tomllib
 import torch
 from flwr.app import ArrayRecord, ConfigRecord
 
-from ..algorithms import LocalPlan
+from ..algorithms import Message
 from ..config import Config, config_text, from_dict
 from ..lora import AdapterLayout
 
-ADAPTER, ALL_ADAPTERS, GLOBAL, CONFIG, METRICS = "adapter", "all-adapters", "global", "config", "metrics"
+ALL_ADAPTERS, CONFIG, METRICS = "all-adapters", "config", "metrics"
 
 
 def _encode(tensor: torch.Tensor, precision: str) -> torch.Tensor:
@@ -40,6 +41,16 @@ def read_adapter(record: ArrayRecord, layout: AdapterLayout, precision: str) -> 
     return layout.flatten({k: _decode(v, precision) for k, v in record.to_torch_state_dict().items()})
 
 
+def message_content(message: Message, layout: AdapterLayout, precision: str) -> dict[str, ArrayRecord]:
+    """An algorithm's message as records, one per entry (for a RecordDict)."""
+    return {key: adapter_record(vector, layout, precision) for key, vector in message.items()}
+
+
+def read_message(content, layout: AdapterLayout, precision: str) -> Message:
+    """The algorithm's message in a RecordDict: every ArrayRecord in it, as flat adapters."""
+    return {key: read_adapter(record, layout, precision) for key, record in content.array_records.items()}
+
+
 def adapters_record(thetas: torch.Tensor, precision: str) -> ArrayRecord:
     """Every client's adapter as one (K × P) array (for the global loss)."""
     return ArrayRecord(torch_state_dict={"thetas": _encode(thetas, precision).contiguous()})
@@ -49,17 +60,10 @@ def read_adapters(record: ArrayRecord, precision: str) -> torch.Tensor:
     return _decode(record.to_torch_state_dict()["thetas"], precision)
 
 
-def config_record(cfg: Config, round_: int, generate: bool = False, plan: LocalPlan = LocalPlan(),
-                  test: bool = True) -> ConfigRecord:
-    """The server's whole configuration (so clients need no copy of it), the round, how to train and
-    what to evaluate (`test` false: the validation set only)."""
-    return ConfigRecord({"mira-config": config_text(cfg), "round": round_, "generate": generate, "test": test,
-                         "mu": plan.mu,
-                         "freeze-a": plan.freeze_a, "personal": plan.personal})
-
-
-def read_plan(record: ConfigRecord) -> LocalPlan:
-    return LocalPlan(mu=float(record["mu"]), freeze_a=bool(record["freeze-a"]), personal=bool(record["personal"]))
+def config_record(cfg: Config, round_: int, generate: bool = False, test: bool = True) -> ConfigRecord:
+    """The server's whole configuration (so clients need no copy of it: their client step follows
+    its federation.algorithm), the round and what to evaluate (`test` false: the validation set only)."""
+    return ConfigRecord({"mira-config": config_text(cfg), "round": round_, "generate": generate, "test": test})
 
 
 def read_config(record: ConfigRecord) -> tuple[str, Config]:

@@ -1,0 +1,188 @@
+"""The client side: a workspace holding the shared base model and some clients' encoded data, and
+what one client does there — train in a round (as its algorithm's client step says) and evaluate.
+
+The in-process simulator holds every client in one workspace; a Flower node holds its own. Clients
+are named by their federation-wide index k (which fixes their batches and dropout), so every runner
+gets the same numbers.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from .algorithms import Message, algorithm_class
+from .config import Config, ConfigError
+from .data import ClientData, load_clients
+from .data.encode import Encoded, batch_schedule, encode
+from .evaluate import losses_on, response_tokens
+from .generation import generation_scores
+from .lora import AdapterSlot
+from .model import attach_lora, load_base_model
+from .train import train_local
+
+
+def client_seed(seed: int, client: int, round_: int) -> int:
+    """Seed for a client's local training in a round (dropout)."""
+    return random.Random(f"train-{seed}-{client}-{round_}").getrandbits(63)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device = 'cuda' but no CUDA device is available; use device = 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+def build_model(cfg: Config) -> tuple[torch.nn.Module, object, AdapterSlot]:
+    """The base model with a fresh LoRA adapter (seeded by cfg.seed), its tokenizer and adapter slot."""
+    model, tokenizer = load_base_model(cfg.model)
+    model = attach_lora(model, cfg.model, cfg.seed).to(resolve_device(cfg.device))
+    return model, tokenizer, AdapterSlot(model)
+
+
+@dataclass
+class ClientWorkspace:
+    """What clients need, built once: the shared model with its LoRA slot and the data of the clients
+    held here, by federation-wide index (`ids[i]` is the index of `clients[i]`)."""
+
+    cfg: Config
+    model: torch.nn.Module
+    tokenizer: object
+    slot: AdapterSlot
+    clients: list[ClientData]
+    train_sets: list[list[Encoded]]
+    val_sets: list[list[Encoded]]
+    test_sets: list[list[Encoded]]
+    initial_theta: torch.Tensor
+    ids: list[int]
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    def position(self, k: int) -> int:
+        """Where client k is in this workspace's lists."""
+        if k not in self.ids:
+            raise ValueError(f"client {k} is not held here (this workspace holds {self.ids})")
+        return self.ids.index(k)
+
+
+def build_workspace(cfg: Config, clients: list[ClientData] | None = None, ids: list[int] | None = None
+                    ) -> ClientWorkspace:
+    """Load the base model, attach LoRA, encode the clients' data: `clients` (federation-wide indices
+    `ids`) or, by default, every client cfg.data makes (indices 0..K-1)."""
+    clients = load_clients(cfg.data, cfg.seed) if clients is None else clients
+    model, tokenizer, slot = build_model(cfg)
+
+    def enc(client: ClientData, part: str) -> list[Encoded]:
+        encoded = [encode(e, tokenizer, cfg.model.max_length, cfg.model.prompt_format) for e in getattr(client, part)]
+        empty = next((i for i, e in enumerate(encoded) if response_tokens([e]) == 0), None)
+        if empty is not None:
+            raise ConfigError(f"model.max_length = {cfg.model.max_length}: client {client.name}: {part} example "
+                              f"{empty} keeps no response token to predict; raise model.max_length")
+        return encoded
+
+    return ClientWorkspace(
+        cfg=cfg, model=model, tokenizer=tokenizer, slot=slot, clients=clients,
+        train_sets=[enc(c, "train") for c in clients], val_sets=[enc(c, "val") for c in clients],
+        test_sets=[enc(c, "test") for c in clients], initial_theta=slot.get(),
+        ids=list(range(len(clients))) if ids is None else ids)
+
+
+def compute_precision(ws: ClientWorkspace):
+    """The autocast context of model.autocast for the model's device (a no-op for 'none')."""
+    device = ws.slot.params[0].device.type
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=ws.cfg.model.autocast == "bfloat16")
+
+
+@dataclass
+class ClientUpdate:
+    """What a client returns after its round's client step."""
+
+    client: int
+    reply: Message
+    num_examples: int
+    train_loss: float
+    """Mean training loss of the client's last pass (its own adapter's)."""
+    optimizer_state: dict | None = None
+
+
+class LocalTrainer:
+    """Client k's local training in one round (the algorithm's `Trainer`): its batches and dropout
+    are fixed by (seed, k, round)."""
+
+    def __init__(self, ws: ClientWorkspace, k: int, round_: int, optimizer_state: dict | None, on_step=None):
+        cfg = ws.cfg
+        self.ws, self.data = ws, ws.train_sets[ws.position(k)]
+        self.batches = batch_schedule(len(self.data), cfg.train.batch_size, cfg.train.local_steps, cfg.seed, k, round_)
+        self.seed = client_seed(cfg.seed, k, round_)
+        self.optimizer_state, self.on_step = optimizer_state, on_step
+        self.mean_loss = float("nan")
+
+    def __call__(self, start, anchor=None, mu=0.0, freeze_a=False, persistent=True):
+        ws = self.ws
+        result = train_local(ws.model, ws.slot, start, self.data, self.batches, ws.cfg.train, ws.pad_id, self.seed,
+                             self.optimizer_state if persistent else None, on_step=self.on_step, anchor=anchor,
+                             mu=mu, freeze_a=freeze_a)
+        if persistent:
+            self.optimizer_state = result.optimizer_state
+        self.mean_loss = result.mean_loss
+        return result.theta
+
+
+def train_client(ws: ClientWorkspace, k: int, received: Message, round_: int, optimizer_state: dict | None = None,
+                 on_step=None) -> ClientUpdate:
+    """Client k's round: the client step of cfg.federation.algorithm on what the server sent;
+    `on_step(loss)` after every optimiser step."""
+    trainer = LocalTrainer(ws, k, round_, optimizer_state, on_step)
+    with compute_precision(ws):
+        reply = algorithm_class(ws.cfg.federation.algorithm).client_step(trainer, received, ws.cfg)
+    return ClientUpdate(k, reply, len(trainer.data), trainer.mean_loss, trainer.optimizer_state)
+
+
+@dataclass
+class ClientEvaluation:
+    """One client's evaluation of its adapter: on its test set (unless only validating), on its
+    validation set (if it has one), and optionally more."""
+
+    local_loss: float | None
+    tokens: int
+    """Response tokens scored in the client's test set (the weight of its set in the global loss)."""
+    column: list[float] | None = None
+    """Every client's adapter on this client's test set (for the global loss)."""
+    scores: dict[str, float] | None = None
+    """ROUGE-L and exact match of greedy answers."""
+    val_loss: float | None = None
+
+
+def evaluate_client(ws: ClientWorkspace, k: int, theta: torch.Tensor, generate: bool,
+                    all_thetas: torch.Tensor | None = None, test: bool = True) -> ClientEvaluation:
+    """Client k's evaluation of `theta`: validation loss (if it has a validation set) and, with
+    `test`, test loss; with `all_thetas`, also every client's adapter on its test set; with
+    `generate`, ROUGE-L and exact match on the first eval.generate_per_client test examples.
+    Without `test` the test set is not read at all (tuning)."""
+    with compute_precision(ws):
+        return _evaluate_client(ws, ws.position(k), theta, generate, all_thetas, test)
+
+
+def _evaluate_client(ws: ClientWorkspace, i: int, theta: torch.Tensor, generate: bool,
+                     all_thetas: torch.Tensor | None, test: bool) -> ClientEvaluation:
+    ecfg, val = ws.cfg.eval, ws.val_sets[i]
+    val_loss = losses_on(ws.model, ws.slot, theta[None], val, ecfg.batch_size, ws.pad_id)[0] if val else None
+    if not test:
+        return ClientEvaluation(None, 0, val_loss=val_loss)
+    test_set = ws.test_sets[i]
+    column = None
+    if all_thetas is not None:
+        column = losses_on(ws.model, ws.slot, all_thetas, test_set, ecfg.batch_size, ws.pad_id)
+    local = losses_on(ws.model, ws.slot, theta[None], test_set, ecfg.batch_size, ws.pad_id)[0]
+    scores = None
+    if generate and ecfg.generate_per_client > 0:
+        n = ecfg.generate_per_client
+        scores = generation_scores(ws.model, ws.tokenizer, ws.clients[i].test[:n], test_set[:n],
+                                   ecfg.max_new_tokens, ecfg.batch_size)
+    return ClientEvaluation(local, response_tokens(test_set), column, scores, val_loss)

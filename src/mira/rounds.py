@@ -1,0 +1,266 @@
+"""The round loop every runner shares, on the server: sample clients, send each what its algorithm
+sends, collect the replies through a `Backend` (this process, or Flower nodes), screen them, apply
+the server rule, evaluate, keep each client's best adapter on validation, write metrics,
+checkpoints and the final adapters."""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import fmean
+from typing import Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from .algorithms import ADAPTER, Algorithm, Message
+from .algorithms.base import screen_replies
+from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
+from .client import ClientEvaluation, ClientUpdate
+from .config import Config, FederationConfig, save_config
+from .data import ClientData
+from .lora import AdapterLayout, save_adapter
+from .results import ADAPTERS, SELECTED, MetricsWriter, read_history, write_clients
+from .selection import Selection
+from .tracking import TENSORBOARD, RunTracker
+
+log = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    """Where clients train and evaluate: in this process, or on Flower nodes."""
+
+    bytes_per_value: int
+    """What one adapter value costs on the wire (counted in each round's bytes_up/bytes_down)."""
+
+    def train(self, sent: dict[int, Message], round_: int, optimizer_states: dict[int, dict], progress: bool,
+              on_step=None) -> list[ClientUpdate]:
+        """The replies of the clients sent `sent` (by client); `on_step(client_name, loss)` after each
+        local step where the backend sees them (in process)."""
+
+    def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
+        """The round's evaluation metrics (see `summarise_evaluation`): validation and local test loss
+        of every client's adapter; with `full`, also the global loss (if eval.global_loss), ROUGE-L and
+        exact match; without `test`, validation only."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    thetas: torch.Tensor
+    history: list[dict]
+    clients: list[ClientData]
+    selection: Selection | None = None
+
+
+def sample_clients(num_clients: int, fraction: float, count: int, seed: int, round_: int) -> list[int]:
+    """The clients sampled in a round: `count` of them if > 0, else round(fraction·K), at least one;
+    a pure function of (seed, round)."""
+    n = count if count > 0 else max(1, round(fraction * num_clients))
+    n = min(n, num_clients)
+    return sorted(random.Random(f"sample-{seed}-{round_}").sample(range(num_clients), n))
+
+
+def server_step(algorithm: Algorithm, thetas: torch.Tensor, sent: dict[int, Message], updates: list[ClientUpdate],
+                names: list[str], round_: int, fcfg: FederationConfig) -> tuple[torch.Tensor, dict]:
+    """Screen the replies (bounding update norms as fcfg says) and apply the algorithm's server rule;
+    returns the new state and the round's training record (with the norm of every returned adapter's
+    update, before any bound)."""
+    replies = {u.client: u.reply for u in updates}
+    record = {"train_loss": {names[u.client]: u.train_loss for u in updates},
+              "update_norm": {names[k]: float((r[ADAPTER] - sent[k][ADAPTER]).norm()) for k, r in replies.items()
+                              if ADAPTER in r and r[ADAPTER].shape == sent[k][ADAPTER].shape}}
+    accepted, rejected = screen_replies(sent, replies, fcfg.max_update_norm, fcfg.clip_to_median)
+    for k, reason in rejected.items():
+        log.warning("round %d: rejected the update of client %s (%s); it keeps its last good adapter",
+                    round_, names[k], reason)
+    if rejected:
+        record["rejected"] = {names[k]: reason for k, reason in rejected.items()}
+    if accepted:
+        sizes = {u.client: u.num_examples for u in updates}
+        thetas = algorithm.aggregate(thetas, accepted, {k: sizes[k] for k in accepted})
+    return thetas, record | algorithm.report()
+
+
+def federated_round(cfg: Config, algorithm: Algorithm, backend: Backend, thetas: torch.Tensor, round_: int,
+                    names: list[str], optimizer_states: dict[int, dict], progress: bool = False,
+                    on_step=None) -> tuple[torch.Tensor, dict]:
+    """One round: sample, send, train through `backend`, screen, apply the server rule. Returns the
+    new state and the round's record (without evaluation)."""
+    begin = time.perf_counter()
+    fcfg = cfg.federation
+    sampled = sample_clients(len(names), fcfg.sample_fraction, fcfg.sample_count, cfg.seed, round_)
+    sent = {k: algorithm.send(thetas, k) for k in sampled}
+    updates = backend.train(sent, round_, optimizer_states, progress, on_step)
+    traffic = len(sampled) * algorithm.values_per_client(thetas.shape[1]) * backend.bytes_per_value
+    thetas, trained = server_step(algorithm, thetas, sent, updates, names, round_, fcfg)
+    return thetas, ({"round": round_, "sampled": [names[k] for k in sampled], "bytes_down": traffic,
+                     "bytes_up": traffic} | trained | {"train_seconds": time.perf_counter() - begin})
+
+
+def summarise_evaluation(names: list[str], evaluations: dict[int, ClientEvaluation]) -> dict:
+    """The round's metrics from the clients' evaluations: per-client and mean local (test) and
+    validation loss; global loss (each adapter on the pooled test sets, token-weighted) where columns
+    came back; generation scores. Clients missing from `evaluations` (failed) are left out of the means."""
+    present = sorted(evaluations)
+    out = {}
+    for key in ("local_loss", "val_loss"):
+        values = {names[k]: getattr(evaluations[k], key) for k in present if getattr(evaluations[k], key) is not None}
+        if values:
+            out |= {key: values, f"mean_{key}": fmean(values.values())}
+    if present and all(evaluations[k].column is not None for k in present):
+        matrix = torch.full((len(names), len(names)), float("nan"))
+        for k in present:
+            matrix[:, k] = torch.tensor(evaluations[k].column)
+        weights = torch.tensor([float(evaluations[k].tokens) for k in present])
+        glob = ((matrix[:, present] * weights).sum(dim=1) / weights.sum()).tolist()
+        out |= {"global_loss": dict(zip(names, glob)), "mean_global_loss": fmean(glob),
+                "loss_matrix": matrix.tolist()}
+    scored = [k for k in present if evaluations[k].scores is not None]
+    for metric in ("rouge_l", "exact_match") if scored else ():
+        values = {names[k]: evaluations[k].scores[metric] for k in scored}
+        out |= {metric: values, f"mean_{metric}": fmean(values.values())}
+    return out
+
+
+def check_run_dir(cfg: Config, overwrite: bool, resume: bool) -> None:
+    """Refuse to start over an existing run unless asked to overwrite it (or resume it). A folder whose
+    run stopped before its first checkpoint holds nothing to keep: it is started again."""
+    run_dir = cfg.run_dir
+    holds_run = (run_dir / CHECKPOINT).exists() or (run_dir / ADAPTERS).exists()
+    if not resume and holds_run and not overwrite:
+        raise FileExistsError(f"{run_dir} already holds a run; choose another name, pass --overwrite, "
+                              f"or continue it with --resume {run_dir}")
+
+
+def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout, initial_theta: torch.Tensor,
+                   algorithm: Algorithm, backend: Backend, progress: bool = True, resume: bool = False,
+                   tuning: bool = False, on_evaluation=None, initial_evaluation: dict | None = None) -> RunResult:
+    """The round loop: sampling, training through `backend`, screening and the server rule,
+    evaluation and per-client model selection, metrics, checkpoints and final adapters.
+
+    With `tuning` only validation losses are evaluated: the test sets are never read. After every
+    evaluation `on_evaluation(round, record)` is called (tuning reports to its pruner there).
+    `initial_evaluation`: the round-0 evaluation of another run from the same initial adapter and
+    data (`mira compare` evaluates round 0 once per seed), used instead of evaluating again.
+    """
+    run_dir, fcfg = cfg.run_dir, cfg.federation
+    names = [c.name for c in clients]
+    test = not tuning
+    if run_dir.is_dir():
+        remove_stale_temporaries(run_dir)
+    checkpoint = None
+    if resume and (run_dir / CHECKPOINT).is_file():
+        checkpoint = load_checkpoint(run_dir)
+    elif resume:
+        log.warning("%s: no checkpoint yet (the run stopped before its first round ended); starting it again",
+                    run_dir)
+    if checkpoint is None:
+        start, optimizer_states = 1, {}
+        thetas = initial_theta.expand(len(names), -1).clone()
+        algorithm.start(initial_theta)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)  # an overwritten run's state must not be resumed
+        shutil.rmtree(run_dir / ADAPTERS, ignore_errors=True)
+        shutil.rmtree(run_dir / TENSORBOARD, ignore_errors=True)
+        save_config(cfg, run_dir / "config.toml")
+        write_clients(run_dir, clients)
+        writer = MetricsWriter(run_dir, clients)
+        tracker = RunTracker(run_dir, 0, fcfg.rounds, cfg.train.local_steps)
+        selection = Selection.start(thetas)
+        record = {"round": 0, "sampled": []} | (initial_evaluation if initial_evaluation is not None
+                                                 else backend.evaluate(thetas, full=test, test=test))
+        _select(selection, record, names, thetas)
+        writer.write(record)
+        tracker.end(record)
+        history = [record]
+        if on_evaluation is not None:
+            on_evaluation(0, record)
+    else:
+        expected = (len(names), layout.numel)
+        if tuple(checkpoint.thetas.shape) != expected:
+            raise ValueError(f"{run_dir}: the checkpoint holds adapters of shape {tuple(checkpoint.thetas.shape)}, "
+                             f"this configuration makes {expected}")
+        start, thetas, optimizer_states = checkpoint.round + 1, checkpoint.thetas, checkpoint.optimizer_states
+        algorithm.load_state_dict(checkpoint.server_state)
+        selection = Selection.from_state_dict(checkpoint.selection, thetas)
+        history = read_history(run_dir, up_to_round=checkpoint.round)
+        writer = MetricsWriter(run_dir, clients, history)
+        tracker = RunTracker(run_dir, start, fcfg.rounds, cfg.train.local_steps)
+        save_config(cfg, run_dir / "config.toml")
+        log.info("resuming %s after round %d", run_dir, checkpoint.round)
+
+    try:
+        rounds = tqdm(range(start, fcfg.rounds + 1), desc=f"{fcfg.algorithm} rounds", disable=not progress,
+                      initial=start - 1, total=fcfg.rounds)
+        for round_ in rounds:
+            tracker.start(round_)
+            thetas, record = federated_round(cfg, algorithm, backend, thetas, round_, names, optimizer_states, progress,
+                                             tracker.local_step)
+            last = round_ == fcfg.rounds
+            evaluated = round_ % cfg.eval.eval_every == 0 or last
+            if evaluated:
+                record |= backend.evaluate(thetas, full=last and test, test=test)
+                _select(selection, record, names, thetas)
+                key = "mean_local_loss" if test else "mean_val_loss"
+                if key in record:
+                    rounds.set_postfix({key.removeprefix("mean_"): f"{record[key]:.3f}"})
+                    log.info("round %d/%d: %s %.4f", round_, fcfg.rounds, key.removeprefix("mean_").replace("_", " "),
+                             record[key])
+                if last and test and selection.active:
+                    record["selected"] = selection.summary(names) | _evaluate_selected(backend, selection, thetas, record)
+            writer.write(record)
+            tracker.end(record)
+            history.append(record)
+            if evaluated and on_evaluation is not None:
+                on_evaluation(round_, record)
+            if cfg.checkpoint_every and (round_ % cfg.checkpoint_every == 0 or last):
+                save_checkpoint(run_dir, Checkpoint(round_, thetas, optimizer_states, algorithm.state_dict(),
+                                                    selection.state_dict()))
+        _save_adapters(run_dir, clients, thetas, layout, selection)
+    finally:
+        tracker.close()
+    return RunResult(run_dir, thetas, history, clients, selection)
+
+
+def _save_adapters(run_dir: Path, clients: list[ClientData], thetas: torch.Tensor, layout: AdapterLayout,
+                   selection: Selection) -> None:
+    """The final (and selected) adapters, written whole or not at all: a run is finished once ADAPTERS exists."""
+    partial = run_dir / f"{ADAPTERS}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    (partial / SELECTED).mkdir(parents=True)
+    for k, client in enumerate(clients):
+        meta = {"client": client.name, "family": client.family}
+        save_adapter(partial / f"{client.name}.safetensors", thetas[k], layout, meta)
+        if selection.active:
+            save_adapter(partial / SELECTED / f"{client.name}.safetensors", selection.thetas[k], layout,
+                         meta | {"round": str(int(selection.round[k]))})
+    shutil.rmtree(run_dir / ADAPTERS, ignore_errors=True)
+    partial.rename(run_dir / ADAPTERS)
+
+
+def evaluation_part(record: dict) -> dict:
+    """A round's evaluation metrics without its round number and sampling (what `initial_evaluation`
+    takes from another run's round-0 record)."""
+    return {k: v for k, v in record.items() if k not in ("round", "sampled")}
+
+
+def _select(selection: Selection, record: dict, names: list[str], thetas: torch.Tensor) -> None:
+    """Update the selection with the record's validation losses; note their selected mean in it."""
+    if "val_loss" in record:
+        selection.update(record["round"], record["val_loss"], names, thetas)
+        record["mean_selected_val_loss"] = selection.summary(names)["mean_val_loss"]
+
+
+def _evaluate_selected(backend: Backend, selection: Selection, thetas: torch.Tensor, final: dict) -> dict:
+    """Test metrics of the selected adapters (the final record's where they are the final adapters)."""
+    evaluation = final if torch.equal(selection.thetas, thetas) else backend.evaluate(selection.thetas, full=True)
+    return {k: v for k, v in evaluation.items() if k.removeprefix("mean_") in EVALUATED}
+
+
+EVALUATED = ("local_loss", "global_loss", "rouge_l", "exact_match")
+"""The test metrics reported for the selected adapters."""
