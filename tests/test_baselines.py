@@ -22,15 +22,33 @@ A_MASK = torch.tensor([True, True, False, False])
 
 def test_fedprox_and_ffa_lora_average_like_fedavg():
     # (1·[2,2,2,2] + 3·[4,8,6,0]) / 4 = [3.5, 6.5, 5, 0.5], given to every client.
-    for rule in (FedProx(), FFALoRA(A_MASK)):
-        out = rule.aggregate(THETAS, REPLIES, SIZES)
-        torch.testing.assert_close(out, torch.tensor([[3.5, 6.5, 5.0, 0.5]] * 3))
-    assert [rule.values_per_client(4) for rule in (FFALoRA(A_MASK), FedSALoRA(A_MASK), FedProx(), Ditto(0.1))] \
-        == [2, 2, 4, 8]  # only B, only A, everything, personal and global adapters
+    torch.testing.assert_close(FedProx().aggregate(THETAS, REPLIES, SIZES), torch.tensor([[3.5, 6.5, 5.0, 0.5]] * 3))
+    # FFA-LoRA: only B travels and is averaged; the (frozen) A of every row stays.
+    ffa = FFALoRA(A_MASK)
+    assert set(ffa.send(THETAS, 0)) == {"lora_b"} and torch.equal(ffa.send(THETAS, 0)["lora_b"], THETAS[0, 2:])
+    out = ffa.aggregate(THETAS, {k: {"lora_b": theta[2:]} for k, theta in TRAINED.items()}, SIZES)
+    torch.testing.assert_close(out, torch.cat([THETAS[:, :2], torch.tensor([[5.0, 0.5]] * 3)], dim=1))
+
+
+def test_each_algorithm_sends_only_what_it_communicates(tiny_config):
+    """Measured bytes per round: the algorithm's entries each way; its clients' private state apart."""
+    ws = build_workspace(tiny_config())
+    p, a = ws.slot.layout.numel, int(ws.slot.layout.lora_a_mask().sum())
+    expected = {"mira": (p, 0), "fedit": (p, 0), "fedprox": (p, 0), "ffa_lora": (p - a, 0),  # B only
+                "fedsa_lora": (a, 2 * p), "ditto": (p, 2 * p), "local": (0, 2 * p)}  # A only; w only; nothing
+    for algorithm, (values, state) in expected.items():
+        cfg = tiny_config(f"federation.algorithm={algorithm}", "federation.rounds=1", "eval.generate_per_client=0",
+                          f"name=bytes-{algorithm}")
+        record = run(cfg, progress=False, ws=dataclasses.replace(ws, cfg=cfg)).history[1]
+        sampled = len(record["sampled"])
+        assert (record["bytes_down"], record["bytes_up"], record["bytes_state"]) == \
+            (sampled * values * 4, sampled * values * 4, sampled * state * 4), algorithm
 
 
 def test_fedsa_lora_shares_a_and_keeps_b_local():
-    out = FedSALoRA(A_MASK).aggregate(THETAS, REPLIES, SIZES)
+    fedsa = FedSALoRA(A_MASK)
+    assert torch.equal(fedsa.send(THETAS, 1)["lora_a"], THETAS[1, :2])
+    out = fedsa.aggregate(THETAS, {k: r | {"lora_a": r["adapter"][:2]} for k, r in REPLIES.items()}, SIZES)
     expected = torch.tensor([[3.5, 6.5, 2.0, 2.0],     # averaged A, its own trained B
                              [3.5, 6.5, 7.0, 8.0],     # not sampled: averaged A, B as before
                              [3.5, 6.5, 6.0, 0.0]])
@@ -111,9 +129,13 @@ def test_local_objectives(tiny_config):
         return train_client(dataclasses.replace(ws, cfg=tiny_config(*overrides)), 0, received, 1).reply
 
     start = ws.initial_theta
-    frozen = step({"adapter": start}, "federation.algorithm=ffa_lora")["adapter"]
     mask = ws.slot.layout.lora_a_mask()
-    assert torch.equal(frozen[mask], start[mask]) and not torch.equal(frozen[~mask], start[~mask])
+    trained_b = step({"lora_b": start[~mask]}, "federation.algorithm=ffa_lora")["lora_b"]  # B in, B out
+    assert trained_b.shape == start[~mask].shape and not torch.equal(trained_b, start[~mask])
+    shared_a = torch.randn(int(mask.sum()))
+    fedsa = step({"adapter": start, "lora_a": shared_a}, "federation.algorithm=fedsa_lora")
+    assert torch.equal(fedsa["lora_a"], fedsa["adapter"][mask])  # trained from the shared A received
+    assert not torch.equal(fedsa["lora_a"], start[mask]) and not torch.equal(fedsa["adapter"][~mask], start[~mask])
     plain = step({"adapter": start}, "federation.algorithm=fedprox", "federation.mu=0")["adapter"]
     pulled = step({"adapter": start}, "federation.algorithm=fedprox", "federation.mu=1e4")["adapter"]
     assert (pulled - start).norm() < (plain - start).norm()

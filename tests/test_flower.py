@@ -56,7 +56,7 @@ def assert_same_as_simulator(tmp_path: Path, run_dir: Path, overrides: str, log:
     for name in want:
         assert_close(got[name], want[name])
     for flower_record, sim_record in zip(records(run_dir), records(expected), strict=True):
-        for key in ("mean_local_loss", "mean_val_loss", "mean_global_loss", "bytes_up", "bytes_down"):
+        for key in ("mean_local_loss", "mean_val_loss", "mean_global_loss", "bytes_up", "bytes_down", "bytes_state"):
             assert flower_record.get(key) == pytest.approx(sim_record.get(key), abs=1e-4)
     assert json.loads((run_dir / "clients.json").read_text()) == json.loads((expected / "clients.json").read_text())
     return sorted(got)
@@ -70,6 +70,21 @@ def test_deployment_engine_gives_the_simulators_adapters(tmp_path):
     with Loopback(tmp_path / "deployment", num_nodes=3, node_configs=own) as federation:
         log = federation.run(ROOT, {"overrides": overrides, "out-dir": str(out)}, timeout=600)
     assert assert_same_as_simulator(tmp_path, out / "mira", overrides, log) == NI_TASKS
+
+
+def test_every_message_shape_on_flower_equals_the_simulator(tmp_path):
+    """A part of an adapter as the whole message (FFA-LoRA's B) and two entries, one of them private
+    state (Ditto) on the Deployment Engine: the same adapters, losses and measured bytes as the
+    simulator (a whole adapter, MIRA: the test above; FedSA-LoRA's A beside private state is both)."""
+    out = tmp_path / "flower"
+    with Loopback(tmp_path / "deployment", num_nodes=3) as federation:
+        for algorithm in ("ffa_lora", "ditto"):
+            overrides = (flower_overrides(algorithm) + f"; federation.algorithm={algorithm}; federation.rounds=1; "
+                         "data.val_per_client=0; eval.global_loss=false; eval.generate_per_client=0")
+            log = federation.run(ROOT, {"overrides": overrides, "out-dir": str(out)}, timeout=600)
+            assert assert_same_as_simulator(tmp_path, out / algorithm, overrides, log) == json.loads(TASKS)
+            round_1 = records(out / algorithm)[1]  # counted on the records the ServerApp sent and received
+            assert (round_1["bytes_state"] > 0) == (algorithm == "ditto") and round_1["bytes_down"] > 0
 
 
 def test_simulation_engine_gives_the_simulators_adapters(tmp_path):

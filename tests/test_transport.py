@@ -3,16 +3,11 @@
 import pytest
 import torch
 
+from flwr.app import ConfigRecord, RecordDict
+
 from mira.config import load_config
-from mira.flower.server_app import FlowerBackend
-from mira.flower.transport import (
-    adapter_record,
-    adapters_record,
-    config_record,
-    read_adapter,
-    read_adapters,
-    read_config,
-)
+from mira.flower.transport import (adapter_record, adapters_record, config_record, message_content, message_sizes,
+                                   read_adapter, read_adapters, read_config, read_message, record_bytes)
 from mira.lora import AdapterLayout
 
 LAYOUT = AdapterLayout(names=("layer.lora_A.weight", "layer.lora_B.weight"), shapes=((2, 3), (3, 2)))
@@ -32,10 +27,18 @@ def test_bfloat16_halves_the_bytes_and_rounds_to_bf16():
     assert torch.equal(read_adapter(half, LAYOUT, "bfloat16"), vector.to(torch.bfloat16).float())
     thetas = torch.randn(3, 12)
     assert torch.equal(read_adapters(adapters_record(thetas, "bfloat16"), "bfloat16"), thetas.to(torch.bfloat16).float())
-    # the metrics count what the records carry
-    for precision, record in (("float32", full), ("bfloat16", half)):
-        backend = FlowerBackend(None, load_config(None, [f"flower.precision={precision}"]), LAYOUT)
-        assert backend.bytes_per_value * 12 == sum(a.numpy().nbytes for a in record.values())
+    # the traffic metrics count the values the records carry
+    assert (record_bytes(full), record_bytes(half)) == (48, 24)
+
+
+def test_part_of_an_adapter_travels_as_one_flat_array():
+    vector = torch.randn(12)
+    message = {"adapter": vector, "lora_a": vector[:6]}
+    content = message_content(message, LAYOUT, "float32")
+    assert list(content["lora_a"].to_torch_state_dict()) == ["values"]
+    received = read_message(RecordDict(content | {"config": ConfigRecord({"round": 1})}), LAYOUT, "float32")
+    assert received.keys() == message.keys() and all(torch.equal(received[k], message[k]) for k in message)
+    assert message_sizes(RecordDict(content)) == {"adapter": 48, "lora_a": 24}
 
 
 def test_a_mismatched_adapter_is_refused():

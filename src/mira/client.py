@@ -118,6 +118,7 @@ class LocalTrainer:
     def __init__(self, ws: ClientWorkspace, k: int, round_: int, optimizer_state: dict | None, on_step=None):
         cfg = ws.cfg
         self.ws, self.data = ws, ws.train_sets[ws.position(k)]
+        self.initial_theta, self.a_mask = ws.initial_theta, ws.slot.layout.lora_a_mask()
         self.batches = batch_schedule(len(self.data), cfg.train.batch_size, cfg.train.local_steps, cfg.seed, k, round_)
         self.seed = client_seed(cfg.seed, k, round_)
         self.optimizer_state, self.on_step = optimizer_state, on_step

@@ -55,12 +55,12 @@ class VariantRuns:
         return rounds, [statistics.fmean(v) for v in by_round], [_std(v) for v in by_round]
 
     def bytes_per_client_round(self) -> float:
-        """Adapter bytes one sampled client receives (and sends back) in a round."""
+        """Bytes of the algorithm's messages one sampled client receives (and sends back) in a round."""
         first = next(r for r in self.histories[0] if r.get("sampled"))
         return first.get("bytes_up", 0) / len(first["sampled"])
 
-    def total_bytes(self) -> float:
-        return statistics.fmean(sum(r.get("bytes_up", 0) + r.get("bytes_down", 0) for r in h) for h in self.histories)
+    def total_bytes(self, keys=("bytes_up", "bytes_down")) -> float:
+        return statistics.fmean(sum(r.get(key, 0) for r in h for key in keys) for h in self.histories)
 
 
 def _std(values) -> float:
@@ -186,6 +186,9 @@ def write_report(comparison_dir: str | Path) -> list[Path]:
                  + " | ".join(f"{v.bytes_per_client_round() / 1e6:.2f} MB" for v in variants) + " |")
     lines.append("| adapter bytes sent + received, whole run | "
                  + " | ".join(f"{v.total_bytes() / 1e6:.1f} MB" for v in variants) + " |")
+    if any(v.total_bytes(["bytes_state"]) for v in variants):
+        lines.append("| clients' private state carried for stateless nodes, whole run | "
+                     + " | ".join(f"{v.total_bytes(['bytes_state']) / 1e6:.1f} MB" for v in variants) + " |")
     params = _settings(comparison_dir)
     if params:
         lines += ["", "Settings per variant (from `mira compare --params`):", ""]

@@ -34,13 +34,11 @@ log = logging.getLogger(__name__)
 class Backend(Protocol):
     """Where clients train and evaluate: in this process, or on Flower nodes."""
 
-    bytes_per_value: int
-    """What one adapter value costs on the wire (counted in each round's bytes_up/bytes_down)."""
-
     def train(self, sent: dict[int, Message], round_: int, optimizer_states: dict[int, dict], progress: bool,
-              on_step=None) -> list[ClientUpdate]:
-        """The replies of the clients sent `sent` (by client); `on_step(client_name, loss)` after each
-        local step where the backend sees them (in process)."""
+              on_step=None) -> tuple[list[ClientUpdate], dict[str, int]]:
+        """The replies of the clients sent `sent` (by client), and the round's `traffic` as measured
+        on the way; `on_step(client_name, loss)` after each local step where the backend sees them
+        (in process)."""
 
     def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
         """The round's evaluation metrics (see `summarise_evaluation`): validation and local test loss
@@ -65,6 +63,24 @@ def sample_clients(num_clients: int, fraction: float, count: int, seed: int, rou
     return sorted(random.Random(f"sample-{seed}-{round_}").sample(range(num_clients), n))
 
 
+def traffic(down: list[dict[str, int]], up: list[dict[str, int]], private: frozenset[str]) -> dict[str, int]:
+    """A round's traffic from the size in bytes of every message entry sent (`down`) and received
+    (`up`): the algorithm's entries each way, and its clients' private state (both ways together)."""
+    def total(messages, state):
+        return sum(size for message in messages for entry, size in message.items() if (entry in private) == state)
+    return {"bytes_down": total(down, False), "bytes_up": total(up, False),
+            "bytes_state": total(down, True) + total(up, True)}
+
+
+def update_norm(sent: Message, reply: Message) -> float | None:
+    """The norm of a client's update: of its own adapter where the messages hold it, else of all it
+    returned (e.g. FFA-LoRA's B); None if the reply does not match what was sent."""
+    entries = [ADAPTER] if ADAPTER in sent else list(sent)
+    if any(e not in reply or reply[e].shape != sent[e].shape for e in entries):
+        return None
+    return float(sum((reply[e] - sent[e]).square().sum() for e in entries) ** 0.5)
+
+
 def server_step(algorithm: Algorithm, thetas: torch.Tensor, sent: dict[int, Message], updates: list[ClientUpdate],
                 names: list[str], round_: int, fcfg: FederationConfig) -> tuple[torch.Tensor, dict]:
     """Screen the replies (bounding update norms as fcfg says) and apply the algorithm's server rule;
@@ -72,8 +88,7 @@ def server_step(algorithm: Algorithm, thetas: torch.Tensor, sent: dict[int, Mess
     update, before any bound)."""
     replies = {u.client: u.reply for u in updates}
     record = {"train_loss": {names[u.client]: u.train_loss for u in updates},
-              "update_norm": {names[k]: float((r[ADAPTER] - sent[k][ADAPTER]).norm()) for k, r in replies.items()
-                              if ADAPTER in r and r[ADAPTER].shape == sent[k][ADAPTER].shape}}
+              "update_norm": {names[k]: norm for k, r in replies.items() if (norm := update_norm(sent[k], r)) is not None}}
     accepted, rejected = screen_replies(sent, replies, fcfg.max_update_norm, fcfg.clip_to_median)
     for k, reason in rejected.items():
         log.warning("round %d: rejected the update of client %s (%s); it keeps its last good adapter",
@@ -95,11 +110,10 @@ def federated_round(cfg: Config, algorithm: Algorithm, backend: Backend, thetas:
     fcfg = cfg.federation
     sampled = sample_clients(len(names), fcfg.sample_fraction, fcfg.sample_count, cfg.seed, round_)
     sent = {k: algorithm.send(thetas, k) for k in sampled}
-    updates = backend.train(sent, round_, optimizer_states, progress, on_step)
-    traffic = len(sampled) * algorithm.values_per_client(thetas.shape[1]) * backend.bytes_per_value
+    updates, measured = backend.train(sent, round_, optimizer_states, progress, on_step)
     thetas, trained = server_step(algorithm, thetas, sent, updates, names, round_, fcfg)
-    return thetas, ({"round": round_, "sampled": [names[k] for k in sampled], "bytes_down": traffic,
-                     "bytes_up": traffic} | trained | {"train_seconds": time.perf_counter() - begin})
+    return thetas, ({"round": round_, "sampled": [names[k] for k in sampled]} | measured | trained
+                    | {"train_seconds": time.perf_counter() - begin})
 
 
 def summarise_evaluation(names: list[str], evaluations: dict[int, ClientEvaluation]) -> dict:

@@ -13,7 +13,7 @@ from .algorithms import algorithm_class, build_algorithm
 from .client import ClientUpdate, ClientWorkspace, build_workspace, evaluate_client, train_client
 from .config import Config
 from .data.partition import summary as partition_summary
-from .rounds import RunResult, check_run_dir, run_federation, summarise_evaluation
+from .rounds import RunResult, check_run_dir, run_federation, summarise_evaluation, traffic
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +23,14 @@ class InProcess:
     """The `Backend` where every client trains and evaluates in this process, on the one shared model."""
 
     ws: ClientWorkspace
-    bytes_per_value: int = 4  # float32, as a networked run would send them
+    bytes_per_value: int = 4  # float32, as a networked run sends them
 
-    def train(self, sent, round_, optimizer_states, progress, on_step=None) -> list[ClientUpdate]:
-        """The sampled clients' client steps, one after the other."""
+    def train(self, sent, round_, optimizer_states, progress, on_step=None) -> tuple[list[ClientUpdate], dict]:
+        """The sampled clients' client steps, one after the other; traffic as the float32 size of
+        every message entry."""
         names = [c.name for c in self.ws.clients]
-        passes = algorithm_class(self.ws.cfg.federation.algorithm).training_passes
+        algorithm = algorithm_class(self.ws.cfg.federation.algorithm)
+        passes = algorithm.training_passes
         steps = tqdm(total=len(sent) * self.ws.cfg.train.local_steps * passes, leave=False, disable=not progress,
                      desc=f"round {round_}")
         updates = []
@@ -45,7 +47,11 @@ class InProcess:
             if update.optimizer_state is not None:
                 optimizer_states[k] = update.optimizer_state
         steps.close()
-        return updates
+        return updates, traffic([self._sizes(m) for m in sent.values()], [self._sizes(u.reply) for u in updates],
+                                algorithm.private)
+
+    def _sizes(self, message) -> dict[str, int]:
+        return {entry: tensor.numel() * self.bytes_per_value for entry, tensor in message.items()}
 
     def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
         cross = thetas if full and test and self.ws.cfg.eval.global_loss else None

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 TENSORBOARD = "tensorboard"
 """The folder of a run's event files, inside its run directory."""
 SCALARS = ("mean_train_loss", "mean_val_loss", "mean_local_loss", "mean_global_loss", "mean_selected_val_loss",
-           "mean_rouge_l", "mean_exact_match", "bytes_up", "bytes_down", "edge_precision", "edge_recall")
+           "mean_rouge_l", "mean_exact_match", "bytes_up", "bytes_down", "bytes_state", "edge_precision", "edge_recall")
 
 
 class RunTracker:

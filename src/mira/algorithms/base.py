@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..lora import AdapterLayout
 
 ADAPTER = "adapter"
-"""The message entry holding a client's own adapter (every algorithm sends and returns one)."""
+"""The message entry holding a client's own whole adapter."""
 
 Message = dict[str, torch.Tensor]
 """What travels one way between the server and one client: named flat tensors."""
@@ -27,6 +27,11 @@ ALGORITHMS: dict[str, type[Algorithm]] = {}
 
 class Trainer(Protocol):
     """One client's local training in one round, bound to its data, batches and dropout seed."""
+
+    initial_theta: torch.Tensor
+    """The adapter every client starts from (a function of the run's seed, known to every client)."""
+    a_mask: torch.Tensor
+    """Boolean (P,): True at the coordinates of LoRA A matrices in the flat adapter."""
 
     def __call__(self, start: torch.Tensor, anchor: torch.Tensor | None = None, mu: float = 0.0,
                  freeze_a: bool = False, persistent: bool = True) -> torch.Tensor:
@@ -41,8 +46,12 @@ class Algorithm(ABC):
     registered in ALGORITHMS; `build` makes one from the run's configuration."""
 
     name: ClassVar[str]
-    communicates: ClassVar[bool] = True
-    """Whether clients exchange adapters with the server (False: nothing is sent, e.g. Local)."""
+    private: ClassVar[frozenset[str]] = frozenset()
+    """Message entries that are the client's own state, not the algorithm's communication (Local's
+    and FedSA-LoRA's adapter, Ditto's personal one). A client that kept state would not send them;
+    mira's clients are stateless (Flower starts a process per message, and a resumed run is a new
+    Flower run), so the server keeps them for their clients and they travel beside the algorithm's
+    entries, counted apart (bytes_state), not in bytes_up/bytes_down."""
     training_passes: ClassVar[int] = 1
     """Passes of R local steps a sampled client makes per round (progress bars)."""
 
@@ -83,10 +92,6 @@ class Algorithm(ABC):
 
         `thetas` holds the state before the round and is not modified.
         """
-
-    def values_per_client(self, numel: int) -> int:
-        """Adapter values a sampled client receives, and sends, per round (`numel` per adapter)."""
-        return numel if self.communicates else 0
 
     def start(self, initial_theta: torch.Tensor) -> None:
         """Set up server state for a fresh run whose clients all start from `initial_theta`."""

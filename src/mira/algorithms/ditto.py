@@ -16,6 +16,7 @@ GLOBAL = "global"
 
 class Ditto(Algorithm):
     name = "ditto"
+    private = frozenset({ADAPTER})  # the personal adapter v_k is the client's own; only w is communicated
     training_passes = 2
     global_theta: torch.Tensor
 
@@ -51,9 +52,6 @@ class Ditto(Algorithm):
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.global_theta = state["global"]
-
-    def values_per_client(self, numel: int) -> int:
-        return 2 * numel  # clients are stateless: the personal adapter travels beside the global one
 
     def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
         self.global_theta = weighted_mean({k: r[GLOBAL] for k, r in replies.items()}, num_examples)

@@ -1,15 +1,19 @@
 """FFA-LoRA (Sun et al., 2024): the A matrices stay frozen at their (shared) initialisation and only B
-is trained and averaged, so the average of the B's is the exact average of the updates B·A."""
+is trained and averaged, so the average of the B's is the exact average of the updates B·A. Only B
+travels: every client knows the initial A."""
 
 from __future__ import annotations
 
 import torch
 
-from .base import ADAPTER
-from .fedit import FedIT
+from .base import Algorithm
+from .fedit import weighted_mean
+
+LORA_B = "lora_b"
+"""The message entry holding the B matrices (flat, in adapter order)."""
 
 
-class FFALoRA(FedIT):
+class FFALoRA(Algorithm):
     name = "ffa_lora"
 
     def __init__(self, a_mask: torch.Tensor):
@@ -20,9 +24,17 @@ class FFALoRA(FedIT):
     def build(cls, cfg, clients, layout, initial_theta):
         return cls(layout.lora_a_mask())
 
+    def send(self, thetas, k):
+        return {LORA_B: thetas[k][~self.a_mask]}
+
     @classmethod
     def client_step(cls, train, received, cfg):
-        return {ADAPTER: train(received[ADAPTER], freeze_a=True)}
+        """B received over the initial A; B trained with A frozen."""
+        start = train.initial_theta.clone()
+        start[~train.a_mask] = received[LORA_B]
+        return {LORA_B: train(start, freeze_a=True)[~train.a_mask]}
 
-    def values_per_client(self, numel: int) -> int:
-        return int((~self.a_mask).sum())  # only B travels
+    def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
+        out = thetas.clone()
+        out[:, ~self.a_mask] = weighted_mean({k: r[LORA_B] for k, r in replies.items()}, num_examples)
+        return out

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from .base import Algorithm, with_trained_rows
+from .base import ADAPTER, Algorithm, with_trained_rows
 
 
 class Local(Algorithm):
     name = "local"
-    communicates = False
+    private = frozenset({ADAPTER})  # nothing is communicated
 
     def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
         return with_trained_rows(thetas, replies)

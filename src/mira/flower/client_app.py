@@ -9,16 +9,8 @@ from flwr.clientapp import ClientApp
 from ..algorithms import ADAPTER
 from ..client import ClientWorkspace, build_workspace, evaluate_client, train_client
 from ..data import load_clients
-from .transport import (
-    ALL_ADAPTERS,
-    CONFIG,
-    METRICS,
-    message_content,
-    read_adapter,
-    read_adapters,
-    read_config,
-    read_message,
-)
+from .transport import (ALL_ADAPTERS, CONFIG, METRICS, message_content, read_adapter, read_adapters, read_config,
+                        read_message)
 
 app = ClientApp()
 

@@ -16,22 +16,14 @@ from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid, ServerApp
 
-from ..algorithms import ADAPTER, build_algorithm
+from ..algorithms import ADAPTER, algorithm_class, build_algorithm
 from ..client import ClientEvaluation, ClientUpdate, build_model
 from ..config import Config, ConfigError, load_config
 from ..data import ClientData
 from ..lora import AdapterLayout
-from ..rounds import RunResult, check_run_dir, run_federation, summarise_evaluation
-from .transport import (
-    ALL_ADAPTERS,
-    CONFIG,
-    METRICS,
-    adapter_record,
-    adapters_record,
-    config_record,
-    message_content,
-    read_message,
-)
+from ..rounds import RunResult, check_run_dir, run_federation, summarise_evaluation, traffic
+from .transport import (ALL_ADAPTERS, CONFIG, METRICS, adapter_record, adapters_record, config_record, message_content,
+                        message_sizes, read_message)
 
 log = logging.getLogger(__name__)
 app = ServerApp()
@@ -48,10 +40,6 @@ class FlowerBackend:
     nodes: dict[int, int] = field(default_factory=dict)
     """partition id → node id"""
     names: list[str] = field(default_factory=list)
-
-    @property
-    def bytes_per_value(self) -> int:
-        return 2 if self.cfg.flower.precision == "bfloat16" else 4
 
     def _query(self, node_ids: list[int], timeout: float) -> list[tuple[int, int, int, str, str]]:
         """Ask these nodes which client they hold: (node id, partition, number of clients, name,
@@ -142,8 +130,9 @@ class FlowerBackend:
         precision = self.cfg.flower.precision
         contents = {k: RecordDict(message_content(message, self.layout, precision) | {CONFIG: config_record(self.cfg, round_)})
                     for k, message in sent.items()}
-        updates = []
+        updates, received = [], []
         for k, reply in self._exchange(MessageType.TRAIN, contents, f"round {round_}").items():
+            received.append(message_sizes(reply.content))
             try:
                 returned = read_message(reply.content, self.layout, precision)
             except (KeyError, ValueError) as exc:
@@ -151,7 +140,8 @@ class FlowerBackend:
                 continue
             metrics = reply.content[METRICS]
             updates.append(ClientUpdate(k, returned, int(metrics["num-examples"]), float(metrics["train-loss"])))
-        return updates
+        private = algorithm_class(self.cfg.federation.algorithm).private
+        return updates, traffic([message_sizes(c) for c in contents.values()], received, private)
 
     def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
         self.refresh()

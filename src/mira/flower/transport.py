@@ -1,6 +1,6 @@
-"""What travels in Flower messages: each entry of an algorithm's message (a flat adapter) as an
-ArrayRecord of its tensors keyed by PEFT parameter names, and the run's configuration and round as a
-ConfigRecord."""
+"""What travels in Flower messages: each entry of an algorithm's message as an ArrayRecord (a whole
+adapter as its LoRA tensors keyed by PEFT parameter names, part of one — e.g. only the A matrices —
+as one flat array), and the run's configuration and round as a ConfigRecord."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from ..config import Config, config_text, from_dict
 from ..lora import AdapterLayout
 
 ALL_ADAPTERS, CONFIG, METRICS = "all-adapters", "config", "metrics"
+VALUES = "values"
+"""The one array of an entry that is not a whole adapter."""
 
 
 def _encode(tensor: torch.Tensor, precision: str) -> torch.Tensor:
@@ -41,14 +43,38 @@ def read_adapter(record: ArrayRecord, layout: AdapterLayout, precision: str) -> 
     return layout.flatten({k: _decode(v, precision) for k, v in record.to_torch_state_dict().items()})
 
 
+def entry_record(vector: torch.Tensor, layout: AdapterLayout, precision: str) -> ArrayRecord:
+    """One message entry: a whole adapter by PEFT names, anything else as one flat array."""
+    if vector.numel() == layout.numel:
+        return adapter_record(vector, layout, precision)
+    return ArrayRecord(torch_state_dict={VALUES: _encode(vector, precision).contiguous()})
+
+
+def read_entry(record: ArrayRecord, layout: AdapterLayout, precision: str) -> torch.Tensor:
+    tensors = record.to_torch_state_dict()
+    if list(tensors) == [VALUES]:
+        return _decode(tensors[VALUES], precision)
+    return layout.flatten({k: _decode(v, precision) for k, v in tensors.items()})
+
+
+def record_bytes(record: ArrayRecord) -> int:
+    """The bytes of the values a record carries (what the traffic metrics count; not the framing)."""
+    return sum(array.numpy().nbytes for array in record.values())
+
+
 def message_content(message: Message, layout: AdapterLayout, precision: str) -> dict[str, ArrayRecord]:
     """An algorithm's message as records, one per entry (for a RecordDict)."""
-    return {key: adapter_record(vector, layout, precision) for key, vector in message.items()}
+    return {key: entry_record(vector, layout, precision) for key, vector in message.items()}
 
 
 def read_message(content, layout: AdapterLayout, precision: str) -> Message:
-    """The algorithm's message in a RecordDict: every ArrayRecord in it, as flat adapters."""
-    return {key: read_adapter(record, layout, precision) for key, record in content.array_records.items()}
+    """The algorithm's message in a RecordDict: every ArrayRecord in it, as flat tensors."""
+    return {key: read_entry(record, layout, precision) for key, record in content.array_records.items()}
+
+
+def message_sizes(content) -> dict[str, int]:
+    """The bytes of each message entry in a RecordDict."""
+    return {key: record_bytes(record) for key, record in content.array_records.items()}
 
 
 def adapters_record(thetas: torch.Tensor, precision: str) -> ArrayRecord:
