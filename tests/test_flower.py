@@ -73,18 +73,17 @@ def test_deployment_engine_gives_the_simulators_adapters(tmp_path):
 
 
 def test_every_message_shape_on_flower_equals_the_simulator(tmp_path):
-    """A part of an adapter as the whole message (FFA-LoRA's B) and two entries, one of them private
-    state (Ditto) on the Deployment Engine: the same adapters, losses and measured bytes as the
-    simulator (a whole adapter, MIRA: the test above; FedSA-LoRA's A beside private state is both)."""
+    """FedSA-LoRA's messages hold part of an adapter (A, one flat array) beside private state (the
+    client's whole adapter): on the Deployment Engine the same adapters, losses and measured bytes as
+    the simulator (a whole adapter alone, MIRA: the test above)."""
     out = tmp_path / "flower"
+    overrides = (flower_overrides("fedsa") + "; federation.algorithm=fedsa_lora; federation.rounds=1; "
+                 "data.val_per_client=0; eval.global_loss=false; eval.generate_per_client=0")
     with Loopback(tmp_path / "deployment", num_nodes=3) as federation:
-        for algorithm in ("ffa_lora", "ditto"):
-            overrides = (flower_overrides(algorithm) + f"; federation.algorithm={algorithm}; federation.rounds=1; "
-                         "data.val_per_client=0; eval.global_loss=false; eval.generate_per_client=0")
-            log = federation.run(ROOT, {"overrides": overrides, "out-dir": str(out)}, timeout=600)
-            assert assert_same_as_simulator(tmp_path, out / algorithm, overrides, log) == json.loads(TASKS)
-            round_1 = records(out / algorithm)[1]  # counted on the records the ServerApp sent and received
-            assert (round_1["bytes_state"] > 0) == (algorithm == "ditto") and round_1["bytes_down"] > 0
+        log = federation.run(ROOT, {"overrides": overrides, "out-dir": str(out)}, timeout=600)
+    assert assert_same_as_simulator(tmp_path, out / "fedsa", overrides, log) == json.loads(TASKS)
+    round_1 = records(out / "fedsa")[1]  # counted on the records the ServerApp sent and received
+    assert 0 < round_1["bytes_down"] == round_1["bytes_up"] < round_1["bytes_state"] / 2
 
 
 def test_simulation_engine_gives_the_simulators_adapters(tmp_path):

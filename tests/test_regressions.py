@@ -1,7 +1,6 @@
 """Regression tests for the defects a hostile tester found (issue #14, items 1-7), and for runs
 written by earlier versions."""
 
-import dataclasses
 import json
 import logging
 import shutil
@@ -112,7 +111,7 @@ def test_a_checkpoint_written_before_the_client_rounds_split_still_resumes(tmp_p
     cfg = resume_config(run_dir, ["federation.rounds=2"])
     resumed = run(cfg, progress=False, resume=True)
     assert resumed.history[-1]["mean_local_loss"] == pytest.approx(4.4622345979510065, abs=1e-6)
-    straight = run(dataclasses.replace(cfg, name="straight"), progress=False)
+    straight = run(cfg.model_copy(update={"name": "straight"}), progress=False)
     torch.testing.assert_close(resumed.thetas, straight.thetas, rtol=0, atol=1e-6)
     old_round_1 = json.loads((OLD_RUN / "metrics.jsonl").read_text().splitlines()[1])
     assert straight.history[1]["mean_local_loss"] == pytest.approx(old_round_1["mean_local_loss"], abs=1e-6)

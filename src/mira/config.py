@@ -2,64 +2,68 @@
 
 from __future__ import annotations
 
-import ast
-import dataclasses
-import inspect
 import tomllib
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
     """A configuration value, key or file is invalid; the message says which and why."""
 
 
-@dataclass
-class ModelConfig:
+class Section(BaseModel):
+    """A table of the configuration: typed fields, each documented by the docstring under it (shown by
+    `--help` and `mira config`); unknown keys and values of the wrong type are refused (an int is
+    accepted for a float)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
+
+
+class ModelConfig(Section):
     name: str = "smollm2-135m-instruct"
     """Base model: 'smollm2-135m-instruct' (embedded), 'tiny-random' (tests), a hub id, a local
     directory, or a path to a .gguf file."""
-    lora_r: int = 8
+    lora_r: int = Field(8, gt=0)
     """LoRA rank r."""
     lora_alpha: float = 16.0
     """LoRA scaling α (the update is scaled by α/r)."""
-    lora_dropout: float = 0.0
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
     """Dropout on the LoRA input, in [0, 1)."""
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
     """Names of the linear layers that get LoRA adapters."""
-    prompt_format: str = "chat"
+    prompt_format: Literal["chat", "plain"] = "chat"
     """'chat' (the tokenizer's chat template) or 'plain' (an instruction/response template)."""
-    max_length: int = 128
+    max_length: int = Field(128, gt=0)
     """Tokens per example; prompts are cut from the left first, the response is never dropped."""
-    autocast: str = "none"
+    autocast: Literal["bfloat16", "none"] = "none"
     """Forward passes (training and evaluation) under torch.autocast in this dtype: 'none' (float32)
     or 'bfloat16' (weights and adapters stay float32). bfloat16 is about 2x faster on CPUs with
     AVX512-BF16 or AMX and on GPUs, but many times slower on CPUs without them."""
 
 
-@dataclass
-class DataConfig:
-    source: str = "synthetic"
+class DataConfig(Section):
+    source: Literal["dolly", "natural_instructions", "records", "synthetic"] = "synthetic"
     """'synthetic' (embedded 9-task suite, 3 families), 'natural_instructions' (a directory of task
     files), 'dolly' (Dolly-15k JSONL, or its Hub id) or 'records' (generic JSONL/CSV/Hub dataset)."""
     path: str = ""
     """File, directory or Hugging Face dataset id to read (dolly: defaults to databricks/databricks-dolly-15k)."""
-    tasks: list[str] = field(default_factory=list)
+    tasks: list[str] = Field(default_factory=list)
     """Keep only these tasks (NI task names, Dolly categories, values of task_field); empty = all."""
     families: str = ""
     """JSON file mapping task name to family (NI; default family = the task's source dataset)."""
-    partition: str = "task"
+    partition: Literal["dirichlet", "iid", "split", "task"] = "task"
     """'task' (one client per task), 'split' (clients_per_task clients per task), 'dirichlet'
     (num_clients clients, task mix ~ Dirichlet(alpha)) or 'iid' (num_clients clients)."""
-    clients_per_task: int = 1
-    num_clients: int = 0
+    clients_per_task: int = Field(1, gt=0)
+    num_clients: int = Field(0, ge=0)
     """Number of clients for 'dirichlet' and 'iid'."""
-    alpha: float = 0.5
+    alpha: float = Field(0.5, gt=0)
     """Dirichlet concentration: small = each client holds few tasks."""
-    num_positive_examples: int = 0
+    num_positive_examples: int = Field(0, ge=0)
     """NI: worked examples from 'Positive Examples' put in every prompt."""
     prompt_field: str = "instruction"
     response_field: str = "response"
@@ -67,68 +71,72 @@ class DataConfig:
     """records: optional column appended to the prompt as context."""
     task_field: str = ""
     """records: column naming each record's task (empty: the whole file is one task)."""
-    train_per_client: int = 48
+    train_per_client: int = Field(48, gt=0)
     """Training examples per client (federated clients are data-poor)."""
-    test_per_client: int = 16
+    test_per_client: int = Field(16, gt=0)
     """Held-out test examples per client."""
-    val_per_client: int = 16
+    val_per_client: int = Field(16, ge=0)
     """Validation examples per client, taken from its training pool after the training examples
     (disjoint from train and test; the test split does not depend on it); 0 = no validation."""
 
 
-@dataclass
-class TrainConfig:
-    local_steps: int = 10
+class TrainConfig(Section):
+    local_steps: int = Field(10, gt=0)
     """R: optimiser steps per sampled client per round (steps, not epochs)."""
-    batch_size: int = 8
+    batch_size: int = Field(8, gt=0)
     """Examples per local step."""
-    lr: float = 2e-3
+    lr: float = Field(2e-3, gt=0)
     """Local learning rate."""
-    optimizer: str = "adamw"
+    optimizer: Literal["adamw", "sgd"] = "adamw"
     """'adamw' or 'sgd' (paper-exact)."""
-    weight_decay: float = 0.0
+    weight_decay: float = Field(0.0, ge=0)
     """Decoupled weight decay (adamw) or L2 penalty (sgd)."""
-    grad_clip: float = 1.0
+    grad_clip: float = Field(1.0, ge=0)
     """Max global gradient norm per step; 0 disables clipping."""
     persistent_optimizer: bool = False
     """Keep each client's optimiser state across the rounds it is sampled in."""
 
 
-@dataclass
-class FederationConfig:
+class FederationConfig(Section):
     algorithm: str = "mira"
     """The federated algorithm, by its registered name (each is a module of mira.algorithms whose
     docstring describes it; choices listed in braces)."""
-    rounds: int = 6
+
+    @field_validator("algorithm")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        if name not in (allowed := choices("federation.algorithm")):
+            raise ValueError(f"expected one of {sorted(allowed)}, got {name!r}")
+        return name
+    rounds: int = Field(6, gt=0)
     """Communication rounds."""
-    sample_fraction: float = 0.34
+    sample_fraction: float = Field(0.34, gt=0, le=1)
     """Fraction of clients sampled per round (at least one); ignored if sample_count > 0."""
-    sample_count: int = 0
+    sample_count: int = Field(0, ge=0)
     """Clients sampled per round; 0 = use sample_fraction."""
-    lam: float = 1.0
+    lam: float = Field(1.0, ge=0)
     """MIRA's λ: strength of the task-graph regulariser (0 = local training)."""
-    eta: float = 0.5
+    eta: float = Field(0.5, ge=0)
     """MIRA's server step size η; the server step uses η·λ."""
-    max_update_norm: float = 0.0
+    max_update_norm: float = Field(0.0, ge=0)
     """Server-side bound on the L2 norm of a client's update θ_new − θ_old (larger ones are scaled
     down); 0 = no bound. Updates with NaN/Inf or a wrong shape are always rejected."""
-    clip_to_median: float = 0.0
+    clip_to_median: float = Field(0.0, ge=0)
     """Robust aggregation: scale down any update longer than this multiple of the median norm of the
     round's updates (e.g. 2; 0 = off), so a client sending a scaled-up update cannot dominate."""
-    neighbours: str = "sampled"
+    neighbours: Literal["all", "sampled"] = "sampled"
     """Which θ_l enter MIRA's step: 'sampled' (only neighbours trained this round, as in the paper's
     update and FedU) or 'all' (the newest copy the server holds of every neighbour)."""
-    mu: float = 0.01
+    mu: float = Field(0.01, ge=0)
     """Proximal strength: FedProx's μ, and Ditto's λ pulling personal adapters to the global one."""
 
 
-@dataclass
-class GraphConfig:
-    kind: str = "uniform"
+class GraphConfig(Section):
+    kind: Literal["file", "ground_truth", "learned", "random", "uniform"] = "uniform"
     """'uniform' (complete graph), 'ground_truth' (the data's task families), 'random' (the paper's
     random weights a_kl: see density, weight_min, weight_max), 'file', or 'learned' (estimated from
     the clients' adapter updates during training; starts from graph.path if given, else uniform)."""
-    density: float = 0.5
+    density: float = Field(0.5, ge=0, le=1)
     """random: probability that a pair of clients is linked."""
     weight_min: float = 0.0
     """random: smallest edge weight (weights are uniform in [weight_min, weight_max])."""
@@ -136,13 +144,13 @@ class GraphConfig:
     """random: largest edge weight."""
     path: str = ""
     """CSV or JSON K×K matrix, for kind = 'file' (or the prior of kind = 'learned')."""
-    knn: int = 2
+    knn: int = Field(2, ge=0)
     """learned: keep each client's knn most similar clients (0 = keep similarities >= threshold)."""
-    threshold: float = 0.5
+    threshold: float = Field(0.5, ge=0)
     """learned, knn = 0: smallest cosine similarity of two clients' updates that makes an edge."""
-    update_every: int = 1
+    update_every: int = Field(1, gt=0)
     """learned: re-estimate the graph every this many rounds."""
-    smoothing: float = 0.5
+    smoothing: float = Field(0.5, gt=0, le=1)
     """learned: weight of a new estimate against the current graph (1 = replace)."""
     normalize: bool = True
     """Divide the weights by the largest weighted degree, so η·λ ≤ 1 is always stable."""
@@ -150,77 +158,74 @@ class GraphConfig:
     """Allow η·λ·(max weighted degree) > 1 (the server step may diverge)."""
 
 
-@dataclass
-class EvalConfig:
-    eval_every: int = 3
-    batch_size: int = 16
+class EvalConfig(Section):
+    eval_every: int = Field(3, gt=0)
+    batch_size: int = Field(16, gt=0)
     """Examples per evaluation forward pass."""
     global_loss: bool = True
     """Also evaluate each client's model on every other client's test set."""
-    generate_per_client: int = 8
+    generate_per_client: int = Field(8, ge=0)
     """Test examples per client answered greedily for ROUGE-L and exact match, at round 0 and at
     the end (0 = off)."""
-    max_new_tokens: int = 32
+    max_new_tokens: int = Field(32, gt=0)
     """Longest generated answer, in tokens."""
 
 
-@dataclass
-class FlowerConfig:
-    precision: str = "float32"
+class FlowerConfig(Section):
+    precision: Literal["bfloat16", "float32"] = "float32"
     """Adapters on the wire: 'float32' (exact) or 'bfloat16' (half the bytes; rounds every value)."""
-    round_timeout: float = 600.0
+    round_timeout: float = Field(600.0, gt=0)
     """Seconds the server waits for the clients' replies in a round; a client later than that is
     skipped for the round (its adapter stays as it was)."""
-    min_replies: int = 1
+    min_replies: int = Field(1, gt=0)
     """Fewest successful client replies a round needs; with fewer the run stops (the last
     checkpoint stays valid: continue with resume)."""
-    connect_timeout: float = 120.0
+    connect_timeout: float = Field(120.0, gt=0)
     """Seconds the server waits at the start for a node of every partition to answer."""
 
 
-@dataclass
-class Config:
+class Config(Section):
     name: str = "default"
     """Run name; results go to <out_dir>/<name>/."""
     out_dir: str = "runs"
     """Directory holding the runs."""
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     """Seed for data, LoRA initialisation, client sampling, batches and dropout."""
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     """'auto' (CUDA if present), 'cpu' or 'cuda'."""
-    checkpoint_every: int = 1
+    checkpoint_every: int = Field(1, ge=0)
     """Write the whole federated state every this many rounds (and after the last); 0 = never."""
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    federation: FederationConfig = field(default_factory=FederationConfig)
-    graph: GraphConfig = field(default_factory=GraphConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    flower: FlowerConfig = field(default_factory=FlowerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    federation: FederationConfig = Field(default_factory=FederationConfig)
+    graph: GraphConfig = Field(default_factory=GraphConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    flower: FlowerConfig = Field(default_factory=FlowerConfig)
 
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        """What no single field can check: values that depend on each other."""
+        data, graph = self.data, self.graph
+        if data.source in ("natural_instructions", "records") and not data.path:
+            raise ValueError(f"data.path: required when data.source = '{data.source}'")
+        if data.partition in ("dirichlet", "iid") and data.num_clients < 1:
+            raise ValueError(f"data.num_clients: required (>= 1) when data.partition = '{data.partition}'")
+        if not graph.weight_min <= graph.weight_max:
+            raise ValueError(f"graph.weight_min, graph.weight_max: need 0 <= weight_min <= weight_max, got "
+                             f"{graph.weight_min} and {graph.weight_max}")
+        if graph.kind == "file" and not graph.path:
+            raise ValueError("graph.path: required when graph.kind = 'file'")
+        if self.seed >= 2**63:
+            raise ValueError(f"seed: must be < 2**63 (a 64-bit signed integer), got {self.seed}")
+        if not self.name or "/" in self.name or self.name in {".", ".."}:
+            raise ValueError(f"name: must be a plain directory name, got {self.name!r}")
+        return self
 
-CHOICES = {
-    "model.prompt_format": {"chat", "plain"},
-    "model.autocast": {"none", "bfloat16"},
-    "train.optimizer": {"adamw", "sgd"},
-    "federation.neighbours": {"all", "sampled"},
-    "graph.kind": {"uniform", "ground_truth", "random", "file", "learned"},
-    "data.source": {"synthetic", "natural_instructions", "dolly", "records"},
-    "data.partition": {"task", "split", "dirichlet", "iid"},
-    "device": {"auto", "cpu", "cuda"},
-    "flower.precision": {"float32", "bfloat16"},
-}
-POSITIVE = {"model.lora_r", "model.max_length", "train.local_steps", "train.batch_size",
-            "train.lr", "federation.rounds", "eval.eval_every", "eval.batch_size",
-            "data.train_per_client", "data.test_per_client", "data.clients_per_task", "data.alpha",
-            "eval.max_new_tokens", "graph.update_every", "flower.round_timeout", "flower.min_replies", "flower.connect_timeout"}
-NON_NEGATIVE = {"model.lora_dropout", "train.weight_decay", "train.grad_clip", "federation.sample_count",
-                "federation.lam", "federation.eta", "federation.mu", "graph.knn", "graph.threshold", "federation.max_update_norm", "federation.clip_to_median", "seed", "checkpoint_every",
-                "data.num_clients", "data.num_positive_examples", "eval.generate_per_client", "data.val_per_client"}
 
 
 def choices(key: str) -> set[str] | None:
@@ -228,89 +233,46 @@ def choices(key: str) -> set[str] | None:
     if key == "federation.algorithm":
         from .algorithms import ALGORITHMS
         return set(ALGORITHMS)
-    return CHOICES.get(key)
+    section, _, name = key.rpartition(".")
+    cls = type(getattr(Config(), section)) if section else Config
+    annotation = typing.get_type_hints(cls).get(name)
+    return set(typing.get_args(annotation)) if typing.get_origin(annotation) is Literal else None
 
 
-def _field_types(cls) -> dict[str, typing.Any]:
-    return typing.get_type_hints(cls)
+def _sections() -> list[tuple[str, type[Section]]]:
+    """('', Config) and each table's prefix and class."""
+    return [("", Config)] + [(f"{name}.", f.annotation) for name, f in Config.model_fields.items()
+                              if isinstance(f.annotation, type) and issubclass(f.annotation, Section)]
 
 
-def _coerce(key: str, value, typ):
-    """Check `value` against the annotated type; ints are accepted for floats."""
-    if typing.get_origin(typ) is list:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
-        return list(value)
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if typ is bool and not isinstance(value, bool):
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-        raise ConfigError(f"{key}: expected {typ.__name__}, got {value!r} ({type(value).__name__})")
-    return value
+def _message(error: dict, source: str) -> str:
+    """One pydantic error as mira says it: the key, what was expected, what was given."""
+    key, kind, given, ctx = ".".join(map(str, error["loc"])), error["type"], error.get("input"), error.get("ctx", {})
+    if kind == "extra_forbidden":
+        section = key.rpartition(".")[0]
+        cls = dict((prefix.rstrip("."), c) for prefix, c in _sections())[section]
+        where = f" in [{section}]" if section else ""
+        return f"{source}: unknown key '{key}'; valid keys{where}: {', '.join(cls.model_fields)}"
+    if kind == "literal_error":
+        return f"{key}: expected one of {sorted(choices(key))}, got {given!r}"
+    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+    if kind in bounds:
+        return f"{key}: must be {bounds[kind]} {next(iter(ctx.values()))}, got {given!r}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{source}: '{key}' must be a table ([{key}])"
+    if kind == "value_error":
+        return f"{key}: {ctx['error']}" if key else str(ctx["error"])
+    expected = {"int_type": "int", "float_type": "float", "string_type": "str", "bool_type": "true or false",
+                "list_type": "a list of strings"}.get(kind, error["msg"])
+    return f"{key}: expected {expected}, got {given!r} ({type(given).__name__})"
 
 
 def from_dict(data: dict, source: str = "config") -> Config:
     """Build a Config from nested dicts (as read from TOML) over the defaults, and validate it."""
-    cfg = Config()
-    top_types = _field_types(Config)
-    for key, value in data.items():
-        if key not in top_types:
-            raise ConfigError(f"{source}: unknown key '{key}'; valid keys: {', '.join(top_types)}")
-        typ = top_types[key]
-        if dataclasses.is_dataclass(typ):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{source}: '{key}' must be a table ([{key}])")
-            section = getattr(cfg, key)
-            types = _field_types(typ)
-            for sub, val in value.items():
-                if sub not in types:
-                    raise ConfigError(f"{source}: unknown key '{key}.{sub}'; valid keys in [{key}]: "
-                                      f"{', '.join(types)}")
-                setattr(section, sub, _coerce(f"{key}.{sub}", val, types[sub]))
-        else:
-            setattr(cfg, key, _coerce(key, value, typ))
-    validate(cfg)
-    return cfg
-
-
-def validate(cfg: Config) -> None:
-    """Raise ConfigError on out-of-range or inconsistent values."""
-    def get(key):
-        obj = cfg
-        for part in key.split("."):
-            obj = getattr(obj, part)
-        return obj
-    for key in [*CHOICES, "federation.algorithm"]:
-        if get(key) not in (allowed := choices(key)):
-            raise ConfigError(f"{key}: expected one of {sorted(allowed)}, got {get(key)!r}")
-    for key in POSITIVE:
-        if not get(key) > 0:
-            raise ConfigError(f"{key}: must be > 0, got {get(key)!r}")
-    for key in NON_NEGATIVE:
-        if not get(key) >= 0:
-            raise ConfigError(f"{key}: must be >= 0, got {get(key)!r}")
-    if not 0 < cfg.federation.sample_fraction <= 1:
-        raise ConfigError(f"federation.sample_fraction: must be in (0, 1], got {cfg.federation.sample_fraction}")
-    if not 0 <= cfg.model.lora_dropout < 1:
-        raise ConfigError(f"model.lora_dropout: must be in [0, 1), got {cfg.model.lora_dropout}")
-    if cfg.data.source in ("natural_instructions", "records") and not cfg.data.path:
-        raise ConfigError(f"data.path: required when data.source = '{cfg.data.source}'")
-    if cfg.data.partition in ("dirichlet", "iid") and cfg.data.num_clients < 1:
-        raise ConfigError(f"data.num_clients: required (>= 1) when data.partition = '{cfg.data.partition}'")
-    if not 0 < cfg.graph.smoothing <= 1:
-        raise ConfigError(f"graph.smoothing: must be in (0, 1], got {cfg.graph.smoothing}")
-    if not 0 <= cfg.graph.density <= 1:
-        raise ConfigError(f"graph.density: must be in [0, 1], got {cfg.graph.density}")
-    if not 0 <= cfg.graph.weight_min <= cfg.graph.weight_max:
-        raise ConfigError(f"graph.weight_min, graph.weight_max: need 0 <= weight_min <= weight_max, got "
-                          f"{cfg.graph.weight_min} and {cfg.graph.weight_max}")
-    if cfg.graph.kind == "file" and not cfg.graph.path:
-        raise ConfigError("graph.path: required when graph.kind = 'file'")
-    if cfg.seed >= 2**63:
-        raise ConfigError(f"seed: must be < 2**63 (a 64-bit signed integer), got {cfg.seed}")
-    if not cfg.name or "/" in cfg.name or cfg.name in {".", ".."}:
-        raise ConfigError(f"name: must be a plain directory name, got {cfg.name!r}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_message(exc.errors()[0], source)) from None
 
 
 def parse_override(text: str) -> dict:
@@ -358,7 +320,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
 
 
 def to_dict(cfg: Config) -> dict:
-    return dataclasses.asdict(cfg)
+    return cfg.model_dump()
 
 
 def config_text(cfg: Config) -> str:
@@ -372,32 +334,17 @@ def save_config(cfg: Config, path: Path) -> None:
 
 def describe_options() -> str:
     """One line per option with its default and documentation, for `--help`."""
-    sections = [("", Config)] + [(f"{name}.", typ) for name, typ in _field_types(Config).items()
-                                  if dataclasses.is_dataclass(typ)]
     lines = []
-    for prefix, cls in sections:
-        docs = _attribute_docs(cls)
-        for f in dataclasses.fields(cls):
-            if dataclasses.is_dataclass(_field_types(cls)[f.name]):
+    for prefix, cls in _sections():
+        for name, f in cls.model_fields.items():
+            if isinstance(f.annotation, type) and issubclass(f.annotation, Section):
                 continue
-            key = prefix + f.name
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            choice = f" {{{', '.join(sorted(allowed))}}}" if (allowed := choices(key)) else ""
-            doc = docs.get(f.name, "")
-            lines.append(f"  {key} = {default!r}{choice}" + (f"\n      {doc}" if doc else ""))
+            key = prefix + name
+            allowed = choices(key)
+            choice = f" {{{', '.join(sorted(allowed))}}}" if allowed else ""
+            doc = " ".join((f.description or "").split())
+            lines.append(f"  {key} = {f.get_default(call_default_factory=True)!r}{choice}" + (f"\n      {doc}" if doc else ""))
     return "\n".join(lines)
-
-
-def _attribute_docs(cls) -> dict[str, str]:
-    """Docstrings written under dataclass fields (the attribute-docstring convention)."""
-    tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body
-    docs = {}
-    for prev, node in zip(body, body[1:]):
-        if (isinstance(prev, ast.AnnAssign) and isinstance(node, ast.Expr)
-                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
-            docs[prev.target.id] = " ".join(node.value.value.split())
-    return docs
 
 
 RESUMABLE_CHANGES = {"federation.rounds", "checkpoint_every"}
