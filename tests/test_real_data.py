@@ -43,3 +43,17 @@ def test_real_dolly_categories():
     clients = load_clients(mixed.data, seed=0)
     assert len(clients) == 20 and len(load_tasks(mixed.data, 0)) == 8
     assert Counter(len(c.task_counts) for c in clients).most_common(1)[0][0] < 8
+
+
+@pytest.mark.skipif(not (NI.is_dir() and DOLLY.is_file()), reason=f"real data not found under {SHARED_DATA}")
+def test_paper_presets_make_80_clients_sampled_at_10_percent():
+    for preset, path in (("paper_ni", NI), ("paper_dolly", DOLLY)):
+        cfg = load_config(ROOT / "configs" / f"{preset}.toml",
+                          [f"data.path='{path}'", f"data.families='{ROOT / 'configs' / 'ni_families.json'}'"])
+        clients = load_clients(cfg.data, seed=0)
+        assert len(clients) == 80 and len({c.name for c in clients}) == 80, preset
+        assert (cfg.federation.rounds, cfg.federation.sample_fraction, cfg.train.batch_size, cfg.model.lora_r,
+                cfg.graph.kind) == (60, 0.1, 8, 16, "random")
+        assert all(c.train and c.test for c in clients)
+        if preset == "paper_ni":  # each of the 16 task files split into 5 clients
+            assert set(Counter(c.name.split("#")[0] for c in clients).values()) == {5}
