@@ -113,9 +113,9 @@ class Mira(Algorithm):
         trained = with_trained_rows(thetas, replies)
         if self.estimator is not None:
             self.adjacency = self.estimator.update(trained)
-        adjacency = self.adjacency
-        if self.neighbours == "sampled":
-            mask = torch.zeros(len(thetas), dtype=adjacency.dtype)
-            mask[sampled] = 1
-            adjacency = adjacency * mask[:, None] * mask[None, :]
-        return laplacian_step(trained, adjacency, self.step, sampled)
+        if self.neighbours == "all":
+            return laplacian_step(trained, self.adjacency, self.step, sampled)
+        # Only this round's clients enter: the step on their rows and their graph alone (S x P, not K x P).
+        rows = torch.as_tensor(sampled, dtype=torch.long)
+        trained[rows] = laplacian_step(trained[rows], self.adjacency[rows][:, rows], self.step)
+        return trained
