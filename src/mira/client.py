@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -63,6 +64,11 @@ class ClientWorkspace:
     @property
     def pad_id(self) -> int:
         return self.tokenizer.pad_token_id
+
+    @cached_property
+    def a_mask(self) -> torch.Tensor:
+        """Boolean (P,): True at the LoRA A coordinates of the flat adapter (computed once)."""
+        return self.slot.layout.lora_a_mask()
 
     def position(self, k: int) -> int:
         """Where client k is in this workspace's lists."""
@@ -118,7 +124,7 @@ class LocalTrainer:
     def __init__(self, ws: ClientWorkspace, k: int, round_: int, optimizer_state: dict | None, on_step=None):
         cfg = ws.cfg
         self.ws, self.data = ws, ws.train_sets[ws.position(k)]
-        self.initial_theta, self.a_mask = ws.initial_theta, ws.slot.layout.lora_a_mask()
+        self.initial_theta, self.a_mask = ws.initial_theta, ws.a_mask
         self.batches = batch_schedule(len(self.data), cfg.train.batch_size, cfg.train.local_steps, cfg.seed, k, round_)
         self.seed = client_seed(cfg.seed, k, round_)
         self.optimizer_state, self.on_step = optimizer_state, on_step

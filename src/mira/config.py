@@ -234,9 +234,14 @@ def choices(key: str) -> set[str] | None:
         from .algorithms import ALGORITHMS
         return set(ALGORITHMS)
     section, _, name = key.rpartition(".")
-    cls = type(getattr(Config(), section)) if section else Config
-    annotation = typing.get_type_hints(cls).get(name)
+    field = _section(section).model_fields.get(name)
+    annotation = field.annotation if field is not None else None
     return set(typing.get_args(annotation)) if typing.get_origin(annotation) is Literal else None
+
+
+def _section(name: str) -> type[Section]:
+    """The class of table `name` ('' for the top level)."""
+    return Config.model_fields[name].annotation if name else Config
 
 
 def _sections() -> list[tuple[str, type[Section]]]:
@@ -250,9 +255,8 @@ def _message(error: dict, source: str) -> str:
     key, kind, given, ctx = ".".join(map(str, error["loc"])), error["type"], error.get("input"), error.get("ctx", {})
     if kind == "extra_forbidden":
         section = key.rpartition(".")[0]
-        cls = dict((prefix.rstrip("."), c) for prefix, c in _sections())[section]
         where = f" in [{section}]" if section else ""
-        return f"{source}: unknown key '{key}'; valid keys{where}: {', '.join(cls.model_fields)}"
+        return f"{source}: unknown key '{key}'; valid keys{where}: {', '.join(_section(section).model_fields)}"
     if kind == "literal_error":
         return f"{key}: expected one of {sorted(choices(key))}, got {given!r}"
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}

@@ -108,9 +108,9 @@ class Algorithm(ABC):
         return {}
 
 
-def adapters(replies: dict[int, Message]) -> dict[int, torch.Tensor]:
-    """The trained adapter in each client's reply."""
-    return {k: reply[ADAPTER] for k, reply in replies.items()}
+def adapters(replies: dict[int, Message], entry: str = ADAPTER) -> dict[int, torch.Tensor]:
+    """The trained adapter (or another `entry`) in each client's reply."""
+    return {k: reply[entry] for k, reply in replies.items()}
 
 
 def with_trained_rows(thetas: torch.Tensor, replies: dict[int, Message]) -> torch.Tensor:

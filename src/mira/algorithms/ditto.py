@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import ADAPTER, Algorithm, with_trained_rows
+from .base import ADAPTER, Algorithm, adapters, with_trained_rows
 from .fedit import weighted_mean
 
 GLOBAL = "global"
@@ -54,5 +54,5 @@ class Ditto(Algorithm):
         self.global_theta = state["global"]
 
     def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
-        self.global_theta = weighted_mean({k: r[GLOBAL] for k, r in replies.items()}, num_examples)
+        self.global_theta = weighted_mean(adapters(replies, GLOBAL), num_examples)
         return with_trained_rows(thetas, replies)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import ADAPTER, Algorithm, with_trained_rows
+from .base import ADAPTER, Algorithm, adapters, with_trained_rows
 from .fedit import weighted_mean
 
 LORA_A = "lora_a"
@@ -38,5 +38,5 @@ class FedSALoRA(Algorithm):
 
     def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
         out = with_trained_rows(thetas, replies)
-        out[:, self.a_mask] = weighted_mean({k: r[LORA_A] for k, r in replies.items()}, num_examples)
+        out[:, self.a_mask] = weighted_mean(adapters(replies, LORA_A), num_examples)
         return out

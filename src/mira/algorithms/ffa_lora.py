@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Algorithm
+from .base import Algorithm, adapters
 from .fedit import weighted_mean
 
 LORA_B = "lora_b"
@@ -36,5 +36,5 @@ class FFALoRA(Algorithm):
 
     def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
         out = thetas.clone()
-        out[:, ~self.a_mask] = weighted_mean({k: r[LORA_B] for k, r in replies.items()}, num_examples)
+        out[:, ~self.a_mask] = weighted_mean(adapters(replies, LORA_B), num_examples)
         return out

@@ -79,12 +79,13 @@ class Mira(Algorithm):
         for note in notes:
             log.warning(note)
         fcfg, g = cfg.federation, cfg.graph
-        check_step(fcfg.eta * fcfg.lam, adjacency, g.force)
+        step = fcfg.eta * fcfg.lam
+        check_step(step, adjacency, g.force)
         estimator = None
         if g.kind == "learned":
             estimator = GraphEstimator(adjacency, initial_theta, g.knn, g.threshold, g.update_every, g.smoothing,
                                        truth=family_graph(families))
-        return cls(adjacency, step=fcfg.eta * fcfg.lam, neighbours=fcfg.neighbours, estimator=estimator)
+        return cls(adjacency, step=step, neighbours=fcfg.neighbours, estimator=estimator)
 
     @staticmethod
     def search_space(trial, cfg) -> dict:

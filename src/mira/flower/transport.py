@@ -51,10 +51,9 @@ def entry_record(vector: torch.Tensor, layout: AdapterLayout, precision: str) ->
 
 
 def read_entry(record: ArrayRecord, layout: AdapterLayout, precision: str) -> torch.Tensor:
-    tensors = record.to_torch_state_dict()
-    if list(tensors) == [VALUES]:
-        return _decode(tensors[VALUES], precision)
-    return layout.flatten({k: _decode(v, precision) for k, v in tensors.items()})
+    if list(record) == [VALUES]:
+        return _decode(record.to_torch_state_dict()[VALUES], precision)
+    return read_adapter(record, layout, precision)
 
 
 def record_bytes(record: ArrayRecord) -> int:
