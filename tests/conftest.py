@@ -17,3 +17,13 @@ def tiny_config(tmp_path):
             "federation.rounds=2", "eval.eval_every=1", "eval.generate_per_client=2", "eval.max_new_tokens=4",
             "device=cpu", *overrides])
     return make
+
+
+@pytest.fixture(autouse=True, scope="session")
+def node_cache(tmp_path_factory):
+    """Flower nodes started by the tests (and the ClientApp called in-process) cache into a temporary folder."""
+    import os
+
+    os.environ["MIRA_NODE_CACHE"] = str(tmp_path_factory.mktemp("node-cache"))
+    yield Path(os.environ["MIRA_NODE_CACHE"])
+    del os.environ["MIRA_NODE_CACHE"]

@@ -134,12 +134,21 @@ def test_a_killed_supernode_is_skipped_and_the_others_are_unaffected(tmp_path):
 
 
 def test_a_node_with_its_own_data_must_hold_exactly_one_client():
-    from mira.flower.client_app import _own_client
+    from types import SimpleNamespace
+
+    from mira.flower.client_app import _node_client
+    from mira.flower.config_message import CONFIG, config_record
 
     cfg = load_config(None, ["model.name=tiny-random", "data.source=natural_instructions", f"data.path='{NI}'"])
+    msg = SimpleNamespace(content={CONFIG: config_record(cfg, 0)})
+
+    def node(**config):
+        return SimpleNamespace(node_config={"partition-id": 1, **config})
+
     with pytest.raises(ValueError, match="no 'num-partitions'"):
-        _own_client(cfg, str(NI / "task002_currency.json"), 1, {})
+        _node_client(msg, node(**{"client-data": str(NI / "task002_currency.json")}))
     with pytest.raises(ValueError, match="the data make 3 clients"):
-        _own_client(cfg, str(NI), 1, {"num-partitions": 3})
-    ws, num_clients = _own_client(cfg, str(NI / "task002_currency.json"), 1, {"num-partitions": 3})
-    assert [c.name for c in ws.clients] == ["task002_currency"] and ws.ids == [1] and num_clients == 3
+        _node_client(msg, node(**{"client-data": str(NI), "num-partitions": 3}))
+    _, _, client, k, num_clients = _node_client(msg, node(**{"client-data": str(NI / "task002_currency.json"),
+                                                               "num-partitions": 3}))
+    assert client.name == "task002_currency" and k == 1 and num_clients == 3

@@ -9,7 +9,7 @@ from flwr.common.constant import ErrorCode
 import mira.flower.server_app as server_app
 from mira.config import load_config
 from mira.flower.server_app import FlowerBackend
-from mira.flower.transport import CONFIG, METRICS
+from mira.flower.config_message import CONFIG, METRICS
 
 
 class FakeGrid:

@@ -1,9 +1,19 @@
-"""mira: federated multi-task fine-tuning of LLMs with LoRA (MIRA and its baselines)."""
+"""mira: federated multi-task fine-tuning of LLMs with LoRA (MIRA and its baselines).
 
-from .algorithms import FedIT, Local, Mira, build_algorithm, laplacian_step
-from .config import Config, ConfigError, load_config
-from .graph import family_graph, laplacian, uniform_graph, validate_graph
+The names below are imported on first use (PEP 562), so `import mira.<module>` loads only what that
+module needs (a Flower node answering a query message loads no model code).
+"""
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["Config", "ConfigError", "FedIT", "Local", "Mira", "build_algorithm", "family_graph",
-           "laplacian", "laplacian_step", "load_config", "uniform_graph", "validate_graph"]
+_EXPORTS = {"FedIT": "algorithms", "Local": "algorithms", "Mira": "algorithms", "build_algorithm": "algorithms",
+            "laplacian_step": "algorithms", "Config": "config", "ConfigError": "config", "load_config": "config",
+            "family_graph": "graph", "laplacian": "graph", "uniform_graph": "graph", "validate_graph": "graph"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mira' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -77,14 +77,10 @@ class ClientWorkspace:
         return self.ids.index(k)
 
 
-def build_workspace(cfg: Config, clients: list[ClientData] | None = None, ids: list[int] | None = None
-                    ) -> ClientWorkspace:
-    """Load the base model, attach LoRA, encode the clients' data: `clients` (federation-wide indices
-    `ids`) or, by default, every client cfg.data makes (indices 0..K-1)."""
-    clients = load_clients(cfg.data, cfg.seed) if clients is None else clients
-    model, tokenizer, slot = build_model(cfg)
-
-    def enc(client: ClientData, part: str) -> list[Encoded]:
+def encode_client(cfg: Config, tokenizer, client: ClientData) -> tuple[list[Encoded], list[Encoded], list[Encoded]]:
+    """A client's train, validation and test examples as token ids; ConfigError if one keeps no
+    response token within model.max_length."""
+    def enc(part: str) -> list[Encoded]:
         encoded = [encode(e, tokenizer, cfg.model.max_length, cfg.model.prompt_format) for e in getattr(client, part)]
         empty = next((i for i, e in enumerate(encoded) if response_tokens([e]) == 0), None)
         if empty is not None:
@@ -92,11 +88,20 @@ def build_workspace(cfg: Config, clients: list[ClientData] | None = None, ids: l
                               f"{empty} keeps no response token to predict; raise model.max_length")
         return encoded
 
-    return ClientWorkspace(
-        cfg=cfg, model=model, tokenizer=tokenizer, slot=slot, clients=clients,
-        train_sets=[enc(c, "train") for c in clients], val_sets=[enc(c, "val") for c in clients],
-        test_sets=[enc(c, "test") for c in clients], initial_theta=slot.get(),
-        ids=list(range(len(clients))) if ids is None else ids)
+    return enc("train"), enc("val"), enc("test")
+
+
+def build_workspace(cfg: Config, clients: list[ClientData] | None = None, ids: list[int] | None = None,
+                    encoder=encode_client) -> ClientWorkspace:
+    """Load the base model, attach LoRA, encode the clients' data (with `encoder`, same signature as
+    `encode_client`): `clients` (federation-wide indices `ids`) or, by default, every client cfg.data
+    makes (indices 0..K-1)."""
+    clients = load_clients(cfg.data, cfg.seed) if clients is None else clients
+    model, tokenizer, slot = build_model(cfg)
+    train_sets, val_sets, test_sets = (list(sets) for sets in zip(*(encoder(cfg, tokenizer, c) for c in clients)))
+    return ClientWorkspace(cfg=cfg, model=model, tokenizer=tokenizer, slot=slot, clients=clients, train_sets=train_sets,
+                           val_sets=val_sets, test_sets=test_sets, initial_theta=slot.get(),
+                           ids=list(range(len(clients))) if ids is None else ids)
 
 
 def compute_precision(ws: ClientWorkspace):

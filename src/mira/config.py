@@ -164,6 +164,10 @@ class EvalConfig(Section):
     """Examples per evaluation forward pass."""
     global_loss: bool = True
     """Also evaluate each client's model on every other client's test set."""
+    global_loss_clients: int = Field(16, ge=0)
+    """Most clients in the global loss: with more clients than this, a fixed seeded sample of this many
+    is scored, each sampled adapter on every sampled test set (n² evaluations instead of K²; the
+    global loss is then reported for the sampled clients only); 0 = every client, whatever K."""
     generate_per_client: int = Field(8, ge=0)
     """Test examples per client answered greedily for ROUGE-L and exact match, at round 0 and at
     the end (0 = off)."""

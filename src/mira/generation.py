@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import re
 import string
+from functools import cache
 
 import torch
-from rouge_score import rouge_scorer
 
 from .data import Example
 from .data.encode import IGNORE, Encoded
 
-_SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+@cache
+def _scorer():
+    # imported on first use: rouge-score pulls in nltk (0.3 s), which a training-only process never needs
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
 
 def normalize(text: str) -> str:
@@ -23,7 +29,7 @@ def normalize(text: str) -> str:
 
 def rouge_l(prediction: str, references: tuple[str, ...]) -> float:
     """ROUGE-L F-measure against the best-matching reference."""
-    return max(_SCORER.score(ref, prediction)["rougeL"].fmeasure for ref in references)
+    return max(_scorer().score(ref, prediction)["rougeL"].fmeasure for ref in references)
 
 
 def exact_match(prediction: str, references: tuple[str, ...]) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import re
 import statistics
 import textwrap
@@ -36,7 +37,7 @@ class VariantRuns:
         out = []
         for history in self.histories:
             record = next(r for r in reversed(history) if key in r or f"mean_{key}" in r)
-            out.append(record[key][client] if client else record[f"mean_{key}"])
+            out.append(record[key].get(client, math.nan) if client else record[f"mean_{key}"])
         return out
 
     @property

@@ -101,6 +101,6 @@ def summary_table(history: list[dict], clients: list[ClientData]) -> str:
     rows = [f"{'client':<{width}} {'family':<{fam}} " + " ".join(f"{h:>9}" for h, _, _ in columns)]
     for c in clients:
         rows.append(f"{c.name:<{width}} {c.family[:24]:<{fam}} "
-                    + " ".join(f"{r[key][c.name]:>9.3f}" for _, r, key in columns))
+                    + " ".join(f"{r[key].get(c.name, math.nan):>9.3f}" for _, r, key in columns))
     rows.append(f"{'mean':<{width + fam + 1}} " + " ".join(f"{r['mean_' + key]:>9.3f}" for _, r, key in columns))
     return "\n".join(rows)

@@ -116,24 +116,37 @@ def federated_round(cfg: Config, algorithm: Algorithm, backend: Backend, thetas:
                     | {"train_seconds": time.perf_counter() - begin})
 
 
-def summarise_evaluation(names: list[str], evaluations: dict[int, ClientEvaluation]) -> dict:
+def global_loss_clients(cfg: Config, num_clients: int) -> list[int]:
+    """The clients in the global loss (eval.global_loss_clients): every client, or a fixed sample (a
+    function of the seed, the same at every evaluation) when there are more."""
+    n = cfg.eval.global_loss_clients
+    if not cfg.eval.global_loss:
+        return []
+    if n == 0 or n >= num_clients:
+        return list(range(num_clients))
+    return sorted(random.Random(f"global-loss-{cfg.seed}").sample(range(num_clients), n))
+
+
+def summarise_evaluation(names: list[str], evaluations: dict[int, ClientEvaluation], rows: list[int] = ()) -> dict:
     """The round's metrics from the clients' evaluations: per-client and mean local (test) and
-    validation loss; global loss (each adapter on the pooled test sets, token-weighted) where columns
-    came back; generation scores. Clients missing from `evaluations` (failed) are left out of the means."""
+    validation loss; global loss (each adapter of `rows` on the pooled test sets of the clients that
+    returned a column for them, token-weighted); generation scores. Clients missing from
+    `evaluations` (failed) are left out of the means."""
     present = sorted(evaluations)
     out = {}
     for key in ("local_loss", "val_loss"):
         values = {names[k]: getattr(evaluations[k], key) for k in present if getattr(evaluations[k], key) is not None}
         if values:
             out |= {key: values, f"mean_{key}": fmean(values.values())}
-    if present and all(evaluations[k].column is not None for k in present):
-        matrix = torch.full((len(names), len(names)), float("nan"))
-        for k in present:
-            matrix[:, k] = torch.tensor(evaluations[k].column)
-        weights = torch.tensor([float(evaluations[k].tokens) for k in present])
-        glob = ((matrix[:, present] * weights).sum(dim=1) / weights.sum()).tolist()
-        out |= {"global_loss": dict(zip(names, glob)), "mean_global_loss": fmean(glob),
+    columns = [k for k in present if evaluations[k].column is not None]
+    if columns:
+        matrix = torch.tensor([evaluations[k].column for k in columns]).T  # adapters of `rows` x test sets
+        weights = torch.tensor([float(evaluations[k].tokens) for k in columns])
+        glob = ((matrix * weights).sum(dim=1) / weights.sum()).tolist()
+        out |= {"global_loss": {names[k]: g for k, g in zip(rows, glob)}, "mean_global_loss": fmean(glob),
                 "loss_matrix": matrix.tolist()}
+        if len(rows) < len(names):
+            out["global_loss_clients"] = [names[k] for k in rows]
     scored = [k for k in present if evaluations[k].scores is not None]
     for metric in ("rouge_l", "exact_match") if scored else ():
         values = {names[k]: evaluations[k].scores[metric] for k in scored}

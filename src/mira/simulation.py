@@ -13,7 +13,7 @@ from .algorithms import algorithm_class, build_algorithm
 from .client import ClientUpdate, ClientWorkspace, build_workspace, evaluate_client, train_client
 from .config import Config
 from .data.partition import summary as partition_summary
-from .rounds import RunResult, check_run_dir, run_federation, summarise_evaluation, traffic
+from .rounds import RunResult, check_run_dir, global_loss_clients, run_federation, summarise_evaluation, traffic
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,10 @@ class InProcess:
         return {entry: tensor.numel() * self.bytes_per_value for entry, tensor in message.items()}
 
     def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
-        cross = thetas if full and test and self.ws.cfg.eval.global_loss else None
+        rows = global_loss_clients(self.ws.cfg, len(self.ws.ids)) if full and test else []
         return summarise_evaluation([c.name for c in self.ws.clients],
-                                    {k: evaluate_client(self.ws, k, thetas[k], full, cross, test)
-                                     for k in self.ws.ids})
+                                    {k: evaluate_client(self.ws, k, thetas[k], full, thetas[rows] if k in rows else None,
+                                                        test) for k in self.ws.ids}, rows)
 
 
 def run(cfg: Config, overwrite: bool = False, progress: bool = True, ws: ClientWorkspace | None = None,

@@ -21,8 +21,9 @@ from ..client import ClientEvaluation, ClientUpdate, build_model
 from ..config import Config, ConfigError, load_config
 from ..data import ClientData
 from ..lora import AdapterLayout
-from ..rounds import RunResult, check_run_dir, run_federation, summarise_evaluation, traffic
-from .transport import (ALL_ADAPTERS, CONFIG, METRICS, adapter_record, adapters_record, config_record, message_content,
+from ..rounds import RunResult, check_run_dir, global_loss_clients, run_federation, summarise_evaluation, traffic
+from .config_message import CONFIG, METRICS, config_record
+from .transport import (ALL_ADAPTERS, adapter_record, adapters_record, message_content,
                         message_sizes, read_message)
 
 log = logging.getLogger(__name__)
@@ -146,9 +147,10 @@ class FlowerBackend:
     def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
         self.refresh()
         precision = self.cfg.flower.precision
-        everyone = {ALL_ADAPTERS: adapters_record(thetas, precision)} if full and test and self.cfg.eval.global_loss else {}
+        rows = global_loss_clients(self.cfg, len(self.names)) if full and test else []
+        everyone = {ALL_ADAPTERS: adapters_record(thetas[rows], precision)} if rows else {}
         contents = {k: RecordDict({ADAPTER: adapter_record(thetas[k], self.layout, precision),
-                                   CONFIG: config_record(self.cfg, 0, full, test=test), **everyone})
+                                   CONFIG: config_record(self.cfg, 0, full, test=test), **(everyone if k in rows else {})})
                     for k in range(len(self.names))}
         evaluations = {}
         for k, reply in self._exchange(MessageType.EVALUATE, contents, "evaluation").items():
@@ -157,7 +159,7 @@ class FlowerBackend:
             evaluations[k] = ClientEvaluation(float(m["local-loss"]) if "local-loss" in m else None, int(m["tokens"]),
                                               [float(v) for v in m["column"]] if "column" in m else None, scores,
                                               float(m["val-loss"]) if "val-loss" in m else None)
-        return summarise_evaluation(self.names, evaluations)
+        return summarise_evaluation(self.names, evaluations, rows)
 
 
 def run_on_grid(grid: Grid, cfg: Config, resume: bool = False, overwrite: bool = False) -> RunResult:

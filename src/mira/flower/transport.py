@@ -1,19 +1,16 @@
 """What travels in Flower messages: each entry of an algorithm's message as an ArrayRecord (a whole
 adapter as its LoRA tensors keyed by PEFT parameter names, part of one — e.g. only the A matrices —
-as one flat array), and the run's configuration and round as a ConfigRecord."""
+as one flat array). The configuration and round travel as a ConfigRecord (config_message.py)."""
 
 from __future__ import annotations
 
-import tomllib
-
 import torch
-from flwr.app import ArrayRecord, ConfigRecord
+from flwr.app import ArrayRecord
 
 from ..algorithms import Message
-from ..config import Config, config_text, from_dict
 from ..lora import AdapterLayout
 
-ALL_ADAPTERS, CONFIG, METRICS = "all-adapters", "config", "metrics"
+ALL_ADAPTERS = "all-adapters"
 VALUES = "values"
 """The one array of an entry that is not a whole adapter."""
 
@@ -83,14 +80,3 @@ def adapters_record(thetas: torch.Tensor, precision: str) -> ArrayRecord:
 
 def read_adapters(record: ArrayRecord, precision: str) -> torch.Tensor:
     return _decode(record.to_torch_state_dict()["thetas"], precision)
-
-
-def config_record(cfg: Config, round_: int, generate: bool = False, test: bool = True) -> ConfigRecord:
-    """The server's whole configuration (so clients need no copy of it: their client step follows
-    its federation.algorithm), the round and what to evaluate (`test` false: the validation set only)."""
-    return ConfigRecord({"mira-config": config_text(cfg), "round": round_, "generate": generate, "test": test})
-
-
-def read_config(record: ConfigRecord) -> tuple[str, Config]:
-    text = str(record["mira-config"])
-    return text, from_dict(tomllib.loads(text), source="configuration sent by the server")

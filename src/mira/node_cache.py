@@ -1,0 +1,90 @@
+"""A node-local cache for the Flower ClientApp, which Flower starts in a fresh process for every
+message: a node's client data (loaded, partitioned, split) and their token ids are built by the
+first message of a run and read back by the next ones (tens of milliseconds instead of a second or
+more on real data).
+
+An entry is keyed by everything it depends on: the data section of the configuration and the seed,
+the path, size and modification time of every source file, the source code of mira's data package,
+and for token ids the examples themselves, the tokenizer and the encoding settings. Changing any of
+these makes a new entry, never a stale hit. Data read from the Hugging Face Hub are not cached (the
+hub's copy can change under the same name). Entries live in $MIRA_NODE_CACHE, else
+<mira cache>/nodes (see `mira.model.cache_dir`); deleting the folder is always safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from .config import Config
+from .data import ClientData
+
+T = TypeVar("T")
+_DATA_CODE = Path(__file__).parent / "data"
+
+
+def node_cache_dir() -> Path:
+    if os.environ.get("MIRA_NODE_CACHE"):
+        return Path(os.environ["MIRA_NODE_CACHE"])
+    from .model import cache_dir
+
+    return cache_dir() / "nodes"
+
+
+def digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cached(kind: str, key, build: Callable[[], T]) -> T:
+    """The entry of `kind` for `key` (any JSON-able value), built by `build` and stored if absent or unreadable."""
+    path = node_cache_dir() / f"{kind}-{digest(key)[:40]}.pkl"
+    try:
+        return pickle.loads(path.read_bytes())
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
+        pass
+    value = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    tmp.replace(path)  # atomic: a concurrent reader sees the old entry or the whole new one
+    return value
+
+
+def _files_state(path: str) -> list[tuple[str, int, int]]:
+    """(path, size, mtime in ns) of a file, or of every file under a directory."""
+    if not path:
+        return []
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    return [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.exists()]
+
+
+def _code_state() -> str:
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(_DATA_CODE.glob("*.py")))).hexdigest()
+
+
+def client_data(cfg: Config, node_config: dict, build: Callable[[], tuple[ClientData, int]]) -> tuple[ClientData, int]:
+    """(the data of the client a node holds, number of clients the data make), from the cache or `build`;
+    keyed by the node's config too (its partition id, data location and their checks)."""
+    if cfg.data.source == "dolly" and not cfg.data.path:
+        return build()  # the Hub's copy: not ours to fingerprint
+    key = {"data": cfg.data.model_dump(), "seed": cfg.seed, "node": {k: str(v) for k, v in node_config.items()}, "code": _code_state(),
+           "files": _files_state(cfg.data.path) + _files_state(cfg.data.families)}
+    return cached("client", key, build)
+
+
+def encoded_sets(cfg: Config, tokenizer, client: ClientData, build: Callable[[], T]) -> T:
+    """`client`'s examples as token ids (what `build` makes), from the cache when the same examples
+    were encoded with the same tokenizer and settings before."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return build()  # a slow (Python) tokenizer has no serialisable state to key on
+    examples = [[(e.prompt, e.response, list(e.references)) for e in part] for part in (client.train, client.val, client.test)]
+    key = {"examples": digest(examples), "tokenizer": digest(backend.to_str()), "code": _code_state(),
+           "chat_template": getattr(tokenizer, "chat_template", None), "eos": tokenizer.eos_token_id,
+           "max_length": cfg.model.max_length, "prompt_format": cfg.model.prompt_format}
+    return cached("encoded", key, build)

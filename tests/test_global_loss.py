@@ -1,0 +1,29 @@
+"""The global loss on many clients: above eval.global_loss_clients a fixed seeded sample is scored
+(its adapters on its test sets), the exact block of the full K x K evaluation."""
+
+import torch
+
+from mira.client import build_workspace
+from mira.rounds import global_loss_clients
+from mira.simulation import InProcess
+
+
+def test_a_sampled_global_loss_is_the_sampled_block_of_the_full_matrix(tiny_config):
+    cfg = tiny_config("data.num_clients=6", "data.partition=iid", "eval.generate_per_client=0",
+                      "eval.global_loss_clients=0")
+    ws = build_workspace(cfg)
+    thetas = ws.initial_theta + 0.05 * torch.randn(6, ws.initial_theta.numel(), generator=torch.Generator().manual_seed(0))
+    full = InProcess(ws).evaluate(thetas, full=True)
+    assert len(full["global_loss"]) == 6 and "global_loss_clients" not in full
+
+    ws.cfg.eval.global_loss_clients = 3
+    rows = global_loss_clients(ws.cfg, 6)
+    assert len(rows) == 3 and rows == global_loss_clients(ws.cfg, 6)  # a fixed sample of the seed
+    sampled = InProcess(ws).evaluate(thetas, full=True)
+    names = [ws.clients[k].name for k in rows]
+    assert sampled["global_loss_clients"] == names and list(sampled["global_loss"]) == names
+    block = torch.tensor(full["loss_matrix"])[rows][:, rows]
+    assert torch.allclose(torch.tensor(sampled["loss_matrix"]), block)
+    assert sampled["local_loss"] == full["local_loss"]
+    ws.cfg.eval.global_loss = False
+    assert "global_loss" not in InProcess(ws).evaluate(thetas, full=True)
