@@ -1,14 +1,13 @@
 """How the in-process simulator's cost grows with the number of clients K: peak memory, the time to
-build the workspace, one evaluation of every client, one training round (10 % sampled) and MIRA's
-server step alone, at K = 80, 200 and 1000 on SmolLM2-135M with the paper preset's adapter (r = 16
-on q and v: 921,600 values per client) and random task graph.
+build the workspace, one training round (10 % sampled, through the real round loop), a checkpoint,
+MIRA's server step alone and evaluation, at K = 80, 200 and 1000 on SmolLM2-135M with the paper
+preset's adapter (r = 16 on q and v: 921,600 values per client) and random task graph.
 
-Each K runs in a fresh process (so peak RSS is its own) through `mira.simulation.run`: one round,
-evaluated at round 0 and at the end (checkpoints, validation selection and the final adapters are
-written as in any run). Data: the synthetic suite split iid into K clients of 8 training, 4
-validation and 4 test examples; 2 local steps of batch 8; no text generation (ROUGE would dominate
-and is not what scales); the global loss at its default (above eval.global_loss_clients = 16 clients,
-a fixed sample of 16: 16² adapter evaluations instead of K²).
+Each K runs in a fresh process (so peak RSS is its own). Data: the 16 NI tasks of ../shared/data
+pooled and dealt iid to K clients of 8 training and 4 test examples (no validation split); 2 local
+steps of batch 8. Evaluating every client's local test loss is linear in K by nature (one forward
+pass per client): it is timed on 20 clients and multiplied by K. The global loss costs n² adapter
+evaluations with n = min(K, eval.global_loss_clients) = 16 whatever K (see the README).
 
     python benchmarks/scale.py [--clients 80,200,1000]
 """
@@ -29,39 +28,43 @@ ROOT = Path(__file__).resolve().parents[1]
 
 ONE_K = """
 import json, resource, sys, time
-import torch
-from mira.config import load_config
-from mira.client import build_workspace
 from mira.algorithms import build_algorithm
-from mira.rounds import sample_clients
-from mira.simulation import run
+from mira.checkpoint import Checkpoint, save_checkpoint
+from mira.client import build_workspace, evaluate_client
+from mira.config import load_config
+from mira.rounds import federated_round
+from mira.simulation import InProcess
 
 def rss_gib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 k, out = int(sys.argv[1]), sys.argv[2]
 cfg = load_config("configs/paper_ni.toml", [
-    "data.source=synthetic", "data.path=''", "data.families=''", "data.partition=iid", f"data.num_clients={k}",
-    "data.train_per_client=8", "data.val_per_client=4", "data.test_per_client=4", "data.clients_per_task=1",
-    "federation.rounds=1", "train.local_steps=2", "eval.eval_every=1", "eval.generate_per_client=0", "eval.global_loss=true",
-    f"out_dir='{out}'", "name=scale"])
+    "data.partition=iid", f"data.num_clients={k}", "data.train_per_client=8", "data.val_per_client=0",
+    "data.test_per_client=4", "train.local_steps=2", f"out_dir='{out}'", "name=scale"])
 begin = time.perf_counter()
 ws = build_workspace(cfg)
-built, model_rss = time.perf_counter() - begin, rss_gib()
-begin = time.perf_counter()
-result = run(cfg, progress=False, ws=ws)
-total = time.perf_counter() - begin
-round_1 = result.history[1]
+built, built_rss = time.perf_counter() - begin, rss_gib()
+names = [c.name for c in ws.clients]
 algorithm = build_algorithm(cfg, ws.clients, ws.slot.layout, ws.initial_theta)
-sampled = sample_clients(k, cfg.federation.sample_fraction, 0, cfg.seed, 1)
-replies = {c: {"adapter": result.thetas[c] + 0.01} for c in sampled}
-algorithm.aggregate(result.thetas, replies, {c: 8 for c in sampled})  # warm-up
+thetas = ws.initial_theta.repeat(k, 1)
+thetas, record = federated_round(cfg, algorithm, InProcess(ws), thetas, 1, names, {})
+cfg.run_dir.mkdir(parents=True)
 begin = time.perf_counter()
-algorithm.aggregate(result.thetas, replies, {c: 8 for c in sampled})
+save_checkpoint(cfg.run_dir, Checkpoint(1, thetas, {}, algorithm.state_dict()))
+checkpoint = time.perf_counter() - begin
+sampled = [names.index(n) for n in record["sampled"]]
+replies = {c: {"adapter": thetas[c] + 0.01} for c in sampled}
+begin = time.perf_counter()
+algorithm.aggregate(thetas, replies, {c: 8 for c in sampled})
 step = time.perf_counter() - begin
+begin = time.perf_counter()
+for c in range(20):
+    evaluate_client(ws, c, thetas[c], False)
+per_client = (time.perf_counter() - begin) / 20
 print(json.dumps({"k": k, "p": ws.initial_theta.numel(), "sampled": len(sampled), "build": built,
-                  "model_rss": model_rss, "round": round_1["train_seconds"],
-                  "evaluations": total - round_1["train_seconds"], "server_step": step, "peak_rss": rss_gib()}))
+                  "built_rss": built_rss, "round": record["train_seconds"], "checkpoint": checkpoint,
+                  "server_step": step, "eval_per_client": per_client, "peak_rss": rss_gib()}))
 """
 
 
@@ -70,18 +73,19 @@ def main() -> None:
     parser.add_argument("--clients", default="80,200,1000", help="comma-separated values of K")
     args = parser.parse_args()
     print(f"SmolLM2-135M, r = 16 on q,v, random graph, 10 % sampled, 2 local steps; {device_name()}")
-    print("| K | adapter values (K x P) | peak RSS | of which after building | build | one round (train + "
-          "server step + checkpoint) | two evaluations of all K | server step alone |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| K | adapters (K x P float32) | peak RSS | RSS after building | build | one round (train + server step) "
+          "| checkpoint | server step alone | evaluating all K (local test loss) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for k in map(int, args.clients.split(",")):
         with tempfile.TemporaryDirectory() as out:
             done = subprocess.run([sys.executable, "-c", ONE_K, str(k), out], cwd=ROOT, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"K = {k} failed:\n{done.stderr[-3000:]}")
         r = json.loads(done.stdout.splitlines()[-1])
-        print(f"| {k} | {k * r['p'] * 4 / 2**30:.2f} GiB | {r['peak_rss']:.2f} GiB | {r['model_rss']:.2f} GiB | "
-              f"{r['build']:.1f} s | {r['round']:.1f} s ({r['sampled']} clients) | {r['evaluations']:.1f} s | "
-              f"{r['server_step']:.3f} s |", flush=True)
+        print(f"| {k} | {k * r['p'] * 4 / 2**30:.2f} GiB | {r['peak_rss']:.2f} GiB | {r['built_rss']:.2f} GiB | "
+              f"{r['build']:.1f} s | {r['round']:.1f} s ({r['sampled']} clients) | {r['checkpoint']:.2f} s | "
+              f"{r['server_step']:.3f} s | {k * r['eval_per_client']:.0f} s ({r['eval_per_client']:.2f} s a client) |",
+              flush=True)
 
 
 if __name__ == "__main__":
