@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import pickle
+from functools import cache
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -60,10 +61,17 @@ def _files_state(path: str) -> list[tuple[str, int, int]]:
         return []
     root = Path(path)
     files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-    return [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.exists()]
+    state = []
+    for file in files:
+        if file.exists():
+            stat = file.stat()
+            state.append((str(file.resolve()), stat.st_size, stat.st_mtime_ns))
+    return state
 
 
+@cache
 def _code_state() -> str:
+    """Hash of mira's data code (read once per process)."""
     return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(_DATA_CODE.glob("*.py")))).hexdigest()
 
 

@@ -138,11 +138,14 @@ def summarise_evaluation(names: list[str], evaluations: dict[int, ClientEvaluati
         values = {names[k]: getattr(evaluations[k], key) for k in present if getattr(evaluations[k], key) is not None}
         if values:
             out |= {key: values, f"mean_{key}": fmean(values.values())}
-    columns = [k for k in present if evaluations[k].column is not None]
-    if columns:
-        matrix = torch.tensor([evaluations[k].column for k in columns]).T  # adapters of `rows` x test sets
-        weights = torch.tensor([float(evaluations[k].tokens) for k in columns])
-        glob = ((matrix * weights).sum(dim=1) / weights.sum()).tolist()
+    scored_sets = [j for j, k in enumerate(rows) if k in evaluations and evaluations[k].column is not None]
+    if scored_sets:
+        # adapters of `rows` x their test sets; NaN in the column of a client that failed
+        matrix = torch.full((len(rows), len(rows)), float("nan"))
+        for j in scored_sets:
+            matrix[:, j] = torch.tensor(evaluations[rows[j]].column)
+        weights = torch.tensor([float(evaluations[rows[j]].tokens) for j in scored_sets])
+        glob = ((matrix[:, scored_sets] * weights).sum(dim=1) / weights.sum()).tolist()
         out |= {"global_loss": {names[k]: g for k, g in zip(rows, glob)}, "mean_global_loss": fmean(glob),
                 "loss_matrix": matrix.tolist()}
         if len(rows) < len(names):

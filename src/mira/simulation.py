@@ -55,9 +55,10 @@ class InProcess:
 
     def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
         rows = global_loss_clients(self.ws.cfg, len(self.ws.ids)) if full and test else []
+        cross = thetas[rows]
         return summarise_evaluation([c.name for c in self.ws.clients],
-                                    {k: evaluate_client(self.ws, k, thetas[k], full, thetas[rows] if k in rows else None,
-                                                        test) for k in self.ws.ids}, rows)
+                                    {k: evaluate_client(self.ws, k, thetas[k], full, cross if k in rows else None, test)
+                                     for k in self.ws.ids}, rows)
 
 
 def run(cfg: Config, overwrite: bool = False, progress: bool = True, ws: ClientWorkspace | None = None,
