@@ -9,7 +9,7 @@ steps of batch 8. Evaluating every client's local test loss is linear in K by na
 pass per client): it is timed on 20 clients and multiplied by K. The global loss costs n² adapter
 evaluations with n = min(K, eval.global_loss_clients) = 16 whatever K (see the README).
 
-    python benchmarks/scale.py [--clients 80,200,1000]
+    python benchmarks/scale.py [--clients 80,200,1000] [--max-length 256]
 """
 
 from __future__ import annotations
@@ -38,10 +38,11 @@ from mira.simulation import InProcess
 def rss_gib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
-k, out = int(sys.argv[1]), sys.argv[2]
+k, out, max_length = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 cfg = load_config("configs/paper_ni.toml", [
     "data.partition=iid", f"data.num_clients={k}", "data.train_per_client=8", "data.val_per_client=0",
-    "data.test_per_client=4", "train.local_steps=2", f"out_dir='{out}'", "name=scale"])
+    "data.test_per_client=4", "train.local_steps=2", f"model.max_length={max_length}", f"out_dir='{out}'",
+    "name=scale"])
 begin = time.perf_counter()
 ws = build_workspace(cfg)
 built, built_rss = time.perf_counter() - begin, rss_gib()
@@ -71,14 +72,19 @@ print(json.dumps({"k": k, "p": ws.initial_theta.numel(), "sampled": len(sampled)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", default="80,200,1000", help="comma-separated values of K")
+    parser.add_argument("--max-length", type=int, default=256,
+                        help="tokens per example (the preset's 256; fewer make the training round, "
+                             "and only it, cheaper)")
     args = parser.parse_args()
-    print(f"SmolLM2-135M, r = 16 on q,v, random graph, 10 % sampled, 2 local steps; {device_name()}")
+    print(f"SmolLM2-135M, r = 16 on q,v, random graph, 10 % sampled, 2 local steps, model.max_length = "
+          f"{args.max_length}; {device_name()}")
     print("| K | adapters (K x P float32) | peak RSS | RSS after building | build | one round (train + server step) "
           "| checkpoint | server step alone | evaluating all K (local test loss) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for k in map(int, args.clients.split(",")):
         with tempfile.TemporaryDirectory() as out:
-            done = subprocess.run([sys.executable, "-c", ONE_K, str(k), out], cwd=ROOT, capture_output=True, text=True)
+            done = subprocess.run([sys.executable, "-c", ONE_K, str(k), out, str(args.max_length)], cwd=ROOT,
+                                  capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"K = {k} failed:\n{done.stderr[-3000:]}")
         r = json.loads(done.stdout.splitlines()[-1])

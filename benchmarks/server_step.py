@@ -1,6 +1,7 @@
 """MIRA's server step alone against the number of clients K: one round's aggregate on a (K × P) state
-of random adapters (P = 460,800, SmolLM2-135M's r = 8 q/v adapter), a random task graph and 10 % of
-the clients replying; prints the seconds of one step (after a warm-up) for each neighbour rule.
+of random adapters (P = 921,600: SmolLM2-135M's r = 16 q/v adapter, as in the paper presets), a
+random task graph and 10 % of the clients replying; prints the seconds of one step (after a warm-up)
+for each neighbour rule.
 
     python benchmarks/server_step.py --clients 200
 """
@@ -24,7 +25,7 @@ from mira.graph import normalize_graph, random_graph  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=200, help="K")
-    parser.add_argument("--values", type=int, default=460_800, help="P, adapter values per client")
+    parser.add_argument("--values", type=int, default=921_600, help="P, adapter values per client")
     args = parser.parse_args()
     k, p = args.clients, args.values
     torch.manual_seed(0)

@@ -22,6 +22,31 @@ def test_laplacian_step_updates_only_sampled_rows_and_keeps_input():
     assert torch.equal(THETAS, before)
 
 
+def _reference_step(thetas, adjacency, step, sampled, only_sampled):
+    """The rule written pair by pair: θ_k − step·Σ_l a_kl (θ_k − θ_l) over the neighbours that count."""
+    out = thetas.clone()
+    for k in sampled:
+        neighbours = sampled if only_sampled else range(len(thetas))
+        out[k] = thetas[k] - step * sum(adjacency[k, l] * (thetas[k] - thetas[l]) for l in neighbours)
+    return out
+
+
+@pytest.mark.parametrize("density", [0.05, 1.0])  # the sparse and the dense product
+@pytest.mark.parametrize("only_sampled", [False, True])
+def test_laplacian_step_equals_the_pairwise_rule_in_place_or_not(density, only_sampled):
+    torch.manual_seed(2)
+    k = 40
+    thetas = torch.randn(k, 7, dtype=torch.float64)
+    adj = torch.rand(k, k, dtype=torch.float64) * (torch.rand(k, k) < density)
+    adj = (adj + adj.T) * (1 - torch.eye(k, dtype=torch.float64))
+    sampled = [0, 3, 4, 10, 17, 33, 39]
+    expected = _reference_step(thetas, adj, 0.02, sampled, only_sampled)
+    torch.testing.assert_close(laplacian_step(thetas, adj, 0.02, sampled, only_sampled), expected)
+    in_place = thetas.clone()
+    assert laplacian_step(in_place, adj, 0.02, sampled, only_sampled, out=in_place) is in_place
+    torch.testing.assert_close(in_place, expected)
+
+
 def test_full_participation_symmetric_graph_preserves_mean():
     torch.manual_seed(0)
     thetas = torch.randn(6, 50)
@@ -40,14 +65,14 @@ def replies(trained):
 def test_sampled_neighbours_variant_ignores_unsampled_clients():
     mira = Mira(ADJ, step=0.1, neighbours="sampled")
     trained = {0: THETAS[0], 1: THETAS[1]}
-    out = mira.aggregate(THETAS, replies(trained), {0: 1, 1: 1})
+    out = mira.aggregate(THETAS.clone(), replies(trained), {0: 1, 1: 1})
     torch.testing.assert_close(out, torch.tensor([[0.9, 0.1], [0.1, 0.9], [2.0, 2.0]]))
 
 
 def test_mira_uses_newest_copies_of_unsampled_neighbours():
     mira = Mira(ADJ, step=0.1, neighbours="all")
     trained = {1: torch.tensor([4.0, 4.0])}
-    out = mira.aggregate(THETAS, replies(trained), {1: 10})
+    out = mira.aggregate(THETAS.clone(), replies(trained), {1: 10})
     # row 1: [4,4] − 0.1·(1·([4,4]−[1,0]) + 2·([4,4]−[2,2])) = [4,4] − 0.1·[7,8]
     torch.testing.assert_close(out, torch.tensor([[1.0, 0.0], [3.3, 3.2], [2.0, 2.0]]))
 

@@ -8,8 +8,6 @@ import torch
 from mira.algorithms import Ditto, FedProx, FedSALoRA, FFALoRA
 from mira.client import build_workspace, train_client
 from mira.graph import GraphEstimator, edge_precision_recall, family_graph, similarity_graph, uniform_graph
-
-# Three clients; the flat adapter is [a1, a2, b1, b2]: two LoRA A coordinates, then two B.
 from mira.simulation import run
 
 # Three clients; the flat adapter is [a1, a2, b1, b2]: two LoRA A coordinates, then two B.
@@ -18,15 +16,17 @@ TRAINED = {0: torch.tensor([2.0, 2.0, 2.0, 2.0]), 2: torch.tensor([4.0, 8.0, 6.0
 REPLIES = {k: {"adapter": theta} for k, theta in TRAINED.items()}
 SIZES = {0: 1, 2: 3}  # weights 1/4 and 3/4
 A_MASK = torch.tensor([True, True, False, False])
+# Server rules may write the new state into the one they are given: each test passes a copy.
 
 
 def test_fedprox_and_ffa_lora_average_like_fedavg():
     # (1·[2,2,2,2] + 3·[4,8,6,0]) / 4 = [3.5, 6.5, 5, 0.5], given to every client.
-    torch.testing.assert_close(FedProx().aggregate(THETAS, REPLIES, SIZES), torch.tensor([[3.5, 6.5, 5.0, 0.5]] * 3))
+    torch.testing.assert_close(FedProx().aggregate(THETAS.clone(), REPLIES, SIZES),
+                               torch.tensor([[3.5, 6.5, 5.0, 0.5]] * 3))
     # FFA-LoRA: only B travels and is averaged; the (frozen) A of every row stays.
     ffa = FFALoRA(A_MASK)
     assert set(ffa.send(THETAS, 0)) == {"lora_b"} and torch.equal(ffa.send(THETAS, 0)["lora_b"], THETAS[0, 2:])
-    out = ffa.aggregate(THETAS, {k: {"lora_b": theta[2:]} for k, theta in TRAINED.items()}, SIZES)
+    out = ffa.aggregate(THETAS.clone(), {k: {"lora_b": theta[2:]} for k, theta in TRAINED.items()}, SIZES)
     torch.testing.assert_close(out, torch.cat([THETAS[:, :2], torch.tensor([[5.0, 0.5]] * 3)], dim=1))
 
 
@@ -48,7 +48,7 @@ def test_each_algorithm_sends_only_what_it_communicates(tiny_config):
 def test_fedsa_lora_shares_a_and_keeps_b_local():
     fedsa = FedSALoRA(A_MASK)
     assert torch.equal(fedsa.send(THETAS, 1)["lora_a"], THETAS[1, :2])
-    out = fedsa.aggregate(THETAS, {k: r | {"lora_a": r["adapter"][:2]} for k, r in REPLIES.items()}, SIZES)
+    out = fedsa.aggregate(THETAS.clone(), {k: r | {"lora_a": r["adapter"][:2]} for k, r in REPLIES.items()}, SIZES)
     expected = torch.tensor([[3.5, 6.5, 2.0, 2.0],     # averaged A, its own trained B
                              [3.5, 6.5, 7.0, 8.0],     # not sampled: averaged A, B as before
                              [3.5, 6.5, 6.0, 0.0]])
@@ -60,7 +60,7 @@ def test_ditto_averages_the_global_copies_and_keeps_personal_rows():
     ditto.start(torch.zeros(4))
     trained_global = {0: torch.tensor([4.0, 0.0, 0.0, 0.0]), 2: torch.tensor([0.0, 4.0, 0.0, 8.0])}
     assert set(ditto.send(THETAS, 1)) == {"adapter", "global"}  # the personal and the global adapter
-    out = ditto.aggregate(THETAS, {k: REPLIES[k] | {"global": g} for k, g in trained_global.items()}, SIZES)
+    out = ditto.aggregate(THETAS.clone(), {k: REPLIES[k] | {"global": g} for k, g in trained_global.items()}, SIZES)
     torch.testing.assert_close(out, torch.stack([TRAINED[0], THETAS[1], TRAINED[2]]))
     torch.testing.assert_close(ditto.global_theta, torch.tensor([1.0, 3.0, 0.0, 6.0]))
     assert torch.equal(ditto.state_dict()["global"], ditto.global_theta)

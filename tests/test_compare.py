@@ -39,8 +39,8 @@ def test_compare_runs_all_variants_and_reports(tmp_path, capsys):
     assert [line.split(" | ")[0] for line in by_round] == ["| 0", "| 1", "| 2"]  # every evaluated round
     final_means = [line for line in md.splitlines() if line.startswith("| mean local loss")][0].split(" | ")[1:]
     assert by_round[-1].split(" | ")[1:] == final_means  # the last round is the final result
-    local_bytes = [line for line in md.splitlines() if line.startswith("| adapter bytes sent")][0]
-    assert local_bytes.rstrip(" |").endswith("0.0 MB")  # local training communicates nothing
+    local_bytes = [line for line in md.splitlines() if line.startswith("| bytes sent + received")][0]
+    assert local_bytes.rstrip(" |").endswith("0.000 MB")  # local training communicates nothing
     for png in ["local_loss_per_client.png", "final_local_loss.png", "global_loss.png"]:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wrote" in capsys.readouterr().out

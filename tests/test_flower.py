@@ -86,6 +86,21 @@ def test_every_message_shape_on_flower_equals_the_simulator(tmp_path):
     assert 0 < round_1["bytes_down"] == round_1["bytes_up"] < round_1["bytes_state"] / 2
 
 
+def test_fedkseed_and_fedptuning_on_flower_equal_the_simulator(tmp_path):
+    """FedKSeed's messages are seed scalars down and (int32 index, scalar) pairs up, and its stateless
+    clients replay the scalars; FedPTuning's adapter is P-tuning's: both as in the simulator."""
+    out = tmp_path / "flower"
+    runs = {"kseed": "federation.algorithm=fedkseed; federation.kseed_candidates=64; federation.kseed_lr=0.001",
+            "ptuning": "federation.algorithm=fedptuning; federation.rounds=1"}
+    with Loopback(tmp_path / "deployment", num_nodes=3) as federation:
+        for name, algorithm in runs.items():
+            overrides = flower_overrides(name) + f"; {algorithm}; eval.generate_per_client=0"
+            log = federation.run(ROOT, {"overrides": overrides, "out-dir": str(out)}, timeout=600)
+            assert assert_same_as_simulator(tmp_path, out / name, overrides, log) == json.loads(TASKS)
+    round_2 = records(out / "kseed")[2]
+    assert (round_2["bytes_down"], round_2["bytes_up"]) == (3 * 64 * 4, 3 * 3 * (4 + 4))
+
+
 def test_simulation_engine_gives_the_simulators_adapters(tmp_path):
     pytest.importorskip("ray", reason="Flower's Simulation Engine needs Ray: pip install -e '.[simulation]'")
     out = tmp_path / "flower"

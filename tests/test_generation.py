@@ -4,7 +4,7 @@ from mira.config import ModelConfig
 from mira.data import Example
 from mira.data.encode import encode
 from mira.generation import exact_match, generate, normalize, rouge_l
-from mira.model import attach_lora, tiny_model
+from mira.model import attach_adapter, tiny_model
 
 
 def test_scores():
@@ -17,7 +17,7 @@ def test_scores():
 
 def test_generate_greedy_is_deterministic_and_batched():
     model, tok = tiny_model()
-    model = attach_lora(model, ModelConfig(), seed=0)
+    model = attach_adapter(model, ModelConfig(), seed=0)
     enc = [encode(Example(p, "x"), tok, 64, "plain") for p in ["a", "a longer prompt", "mid"]]
     one = generate(model, tok, enc, max_new_tokens=5, batch_size=1)
     three = generate(model, tok, enc, max_new_tokens=5, batch_size=3)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mira.algorithms import ADAPTER, ALGORITHMS, Algorithm
-from mira.algorithms.base import with_trained_rows
+from mira.algorithms.base import write_trained_rows
 from mira.algorithms.fedit import weighted_mean
 from mira.cli import build_parser
 from mira.client import build_workspace
@@ -34,7 +34,7 @@ def toy():
         def aggregate(self, thetas, replies, num_examples):
             Halfway.replies = replies
             mean = weighted_mean({k: r[ADAPTER] for k, r in replies.items()}, num_examples)
-            out = with_trained_rows(thetas, replies)
+            out = write_trained_rows(thetas, replies)
             out[sorted(replies)] = (out[sorted(replies)] + mean) / 2
             return out
 

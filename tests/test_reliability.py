@@ -8,15 +8,12 @@ import time
 
 import pytest
 import torch
-from peft import PeftModel
 from safetensors.torch import load_file
 
 from mira.checkpoint import CHECKPOINT, load_checkpoint
 from mira.cli import main
 from mira.config import ConfigError, resume_config
-from mira.data.encode import collate, encode
 from mira.export import RunModel
-from mira.model import tiny_model
 from mira.simulation import run
 
 TINY = ["model.name=tiny-random", "data.train_per_client=16", "data.test_per_client=8", "train.local_steps=3",
@@ -83,28 +80,6 @@ def test_resume_extends_a_finished_run(tiny_config):
     result = run(resume_config(cfg.run_dir, ["federation.rounds=2"]), progress=False, resume=True)
     assert [r["round"] for r in result.history] == [0, 1, 2]
     assert load_checkpoint(cfg.run_dir).round == 2
-
-
-def test_exported_adapter_loads_with_peft_and_matches_logits(tiny_config, tmp_path):
-    cfg = tiny_config("name=e")
-    result = run(cfg, progress=False)
-    assert main(["export", str(cfg.run_dir), "--client", "sort_words", "--out", str(tmp_path / "peft")]) == 0
-    assert (tmp_path / "peft" / "adapter_config.json").is_file()
-    assert (tmp_path / "peft" / "adapter_model.safetensors").is_file()
-    base, tok = tiny_model()
-    peft_model = PeftModel.from_pretrained(base, tmp_path / "peft").eval()
-    mine = RunModel(cfg.run_dir)
-    k = mine.client_index("sort_words")
-    mine.use(k)
-    assert torch.equal(mine.slot.get(), result.thetas[k])
-    batch = collate([encode(e, tok, 128, cfg.model.prompt_format) for e in result.clients[k].test[:4]],
-                    tok.pad_token_id)
-    with torch.no_grad():
-        ours = mine.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        theirs = peft_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
-    assert main(["export", str(cfg.run_dir), "--all", "--out", str(tmp_path / "all")]) == 0
-    assert len(list((tmp_path / "all").glob("*/adapter_model.safetensors"))) == len(result.clients)
 
 
 def test_generate_command_and_unknown_client(tiny_config, capsys):

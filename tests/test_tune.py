@@ -8,7 +8,7 @@ import time
 import optuna
 import pytest
 
-import mira.tune
+import mira.client
 from mira.cli import main
 from mira.client import build_workspace
 from mira.compare import read_params
@@ -37,7 +37,7 @@ def test_tuning_never_reads_the_test_split(tmp_path, monkeypatch):
         ws.test_sets = [Untouchable(s) for s in ws.test_sets]
         return ws
 
-    monkeypatch.setattr(mira.tune, "build_workspace", guarded)
+    monkeypatch.setattr(mira.client, "build_workspace", guarded)
     cfg = load_config(None, [*TINY, f"out_dir='{tmp_path}'", "name=guarded"])
     out = tune(cfg, ["mira@learned", "ditto"], trials=2, progress=False)
     storage = f"sqlite:///{out / 'study.db'}"

@@ -8,20 +8,21 @@ gets the same numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from functools import cached_property
 
 import torch
 
-from .algorithms import Message, algorithm_class
+from .algorithms import Message, adapter_kind, algorithm_class
 from .config import Config, ConfigError
 from .data import ClientData, load_clients
-from .data.encode import Encoded, batch_schedule, encode
+from .data.encode import Encoded, batch_schedule, collate, encode
 from .evaluate import losses_on, response_tokens
 from .generation import generation_scores
 from .lora import AdapterSlot
-from .model import attach_lora, load_base_model
+from .model import attach_adapter, load_base_model
 from .train import train_local
 
 
@@ -39,9 +40,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_model(cfg: Config) -> tuple[torch.nn.Module, object, AdapterSlot]:
-    """The base model with a fresh LoRA adapter (seeded by cfg.seed), its tokenizer and adapter slot."""
+    """The base model with the fresh adapter its algorithm trains (seeded by cfg.seed), its tokenizer
+    and adapter slot."""
     model, tokenizer = load_base_model(cfg.model)
-    model = attach_lora(model, cfg.model, cfg.seed).to(resolve_device(cfg.device))
+    model = attach_adapter(model, cfg.model, cfg.seed, adapter_kind(cfg)).to(resolve_device(cfg.device))
     return model, tokenizer, AdapterSlot(model)
 
 
@@ -104,6 +106,15 @@ def build_workspace(cfg: Config, clients: list[ClientData] | None = None, ids: l
                            ids=list(range(len(clients))) if ids is None else ids)
 
 
+def shared_workspace(built: dict[str, ClientWorkspace], cfg: Config) -> ClientWorkspace:
+    """A workspace for `cfg` sharing the model and data of `built` (one per kind of adapter: LoRA,
+    P-tuning), building it on first use: runs on the same clients and seed load the model once."""
+    kind = adapter_kind(cfg)
+    if kind not in built:
+        built[kind] = build_workspace(cfg)
+    return dataclasses.replace(built[kind], cfg=cfg)
+
+
 def compute_precision(ws: ClientWorkspace):
     """The autocast context of model.autocast for the model's device (a no-op for 'none')."""
     device = ws.slot.params[0].device.type
@@ -134,6 +145,7 @@ class LocalTrainer:
         self.seed = client_seed(cfg.seed, k, round_)
         self.optimizer_state, self.on_step = optimizer_state, on_step
         self.mean_loss = float("nan")
+        self.logged: list[float] = []
 
     def __call__(self, start, anchor=None, mu=0.0, freeze_a=False, persistent=True):
         ws = self.ws
@@ -144,6 +156,21 @@ class LocalTrainer:
             self.optimizer_state = result.optimizer_state
         self.mean_loss = result.mean_loss
         return result.theta
+
+    @torch.no_grad()
+    def loss(self, theta, step):
+        ws = self.ws
+        ws.slot.set(theta)
+        device = ws.slot.params[0].device
+        batch = collate([self.data[i] for i in self.batches[step]], ws.pad_id)
+        with torch.autocast(device.type, enabled=False):
+            return ws.model(**{k: v.to(device) for k, v in batch.items()}).loss.item()
+
+    def log_step(self, loss):
+        self.logged.append(loss)
+        self.mean_loss = sum(self.logged) / len(self.logged)
+        if self.on_step is not None:
+            self.on_step(loss)
 
 
 def train_client(ws: ClientWorkspace, k: int, received: Message, round_: int, optimizer_state: dict | None = None,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import tomllib
 from pathlib import Path
 
+from .algorithms import adapter_kind
 from .checkpoint import atomic_write_text
-from .client import build_workspace
+from .client import shared_workspace
 from .config import Config, ConfigError, from_dict, merge, save_config, to_dict
 from .results import COMPARISON_JSON, is_finished, label
 from .rounds import evaluation_part
@@ -70,15 +70,15 @@ def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool =
         todo = [s for s in subs if not is_finished(s.run_dir)]
         if not todo:
             continue
-        # One model load and one round-0 evaluation per seed: the LoRA initialisation and the data
-        # depend on the seed only.
-        ws = build_workspace(todo[0])
-        initial = None  # taken from the first sub-run this call starts afresh
+        # One model load and one round-0 evaluation per seed and kind of adapter (LoRA, P-tuning): the
+        # initial adapter and the data depend on the seed only.
+        workspaces, initial = {}, {}  # the round-0 evaluation of the first sub-run of each kind started afresh
         for sub in todo:
-            this = dataclasses.replace(ws, cfg=sub)
+            kind = adapter_kind(sub)
             log.info("compare: %s", sub.name)
             resume = (sub.run_dir / "checkpoint.safetensors").is_file()
-            result = run(sub, overwrite=True, progress=progress, ws=this, resume=resume, initial_evaluation=initial)
-            if initial is None and not resume:
-                initial = evaluation_part(result.history[0])
+            result = run(sub, overwrite=True, progress=progress, ws=shared_workspace(workspaces, sub), resume=resume,
+                         initial_evaluation=initial.get(kind))
+            if kind not in initial and not resume:
+                initial[kind] = evaluation_part(result.history[0])
     return out

@@ -39,6 +39,10 @@ class ModelConfig(Section):
     """'chat' (the tokenizer's chat template) or 'plain' (an instruction/response template)."""
     max_length: int = Field(128, gt=0)
     """Tokens per example; prompts are cut from the left first, the response is never dropped."""
+    p_tuning_tokens: int = Field(20, gt=0)
+    """FedPTuning: virtual tokens P-tuning puts before every prompt."""
+    p_tuning_hidden: int = Field(128, gt=0)
+    """FedPTuning: hidden size of P-tuning's prompt encoder (an MLP)."""
     autocast: Literal["bfloat16", "none"] = "none"
     """Forward passes (training and evaluation) under torch.autocast in this dtype: 'none' (float32)
     or 'bfloat16' (weights and adapters stay float32). bfloat16 is about 2x faster on CPUs with
@@ -129,6 +133,16 @@ class FederationConfig(Section):
     update and FedU) or 'all' (the newest copy the server holds of every neighbour)."""
     mu: float = Field(0.01, ge=0)
     """Proximal strength: FedProx's μ, and Ditto's λ pulling personal adapters to the global one."""
+    kseed_candidates: int = Field(4096, gt=0)
+    """FedKSeed: number of candidate seeds K (the paper's default 4096; its official examples use 1024)."""
+    kseed_eps: float = Field(5e-4, gt=0)
+    """FedKSeed: perturbation scale ε of the two-point zeroth-order estimate (the paper's 5e-4)."""
+    kseed_lr: float = Field(3e-7, gt=0)
+    """FedKSeed: learning rate of its zeroth-order SGD steps (the paper's 3e-7, for full-parameter
+    tuning; train.lr is the gradient-based algorithms' and is not used)."""
+    kseed_sampling: Literal["uniform", "differentiated"] = "uniform"
+    """FedKSeed: how a client draws a step's seed: 'uniform', or 'differentiated' (FedKSeed-Pro:
+    seeds whose past scalar gradients were larger are drawn more often)."""
 
 
 class GraphConfig(Section):
@@ -222,6 +236,9 @@ class Config(Section):
         if not graph.weight_min <= graph.weight_max:
             raise ValueError(f"graph.weight_min, graph.weight_max: need 0 <= weight_min <= weight_max, got "
                              f"{graph.weight_min} and {graph.weight_max}")
+        if self.federation.algorithm == "fedkseed" and self.flower.precision != "float32":
+            raise ValueError("flower.precision: FedKSeed sends seed scalars, not adapters; 'bfloat16' would round "
+                             "the scalars every client replays its model from; use 'float32'")
         if graph.kind == "file" and not graph.path:
             raise ValueError("graph.path: required when graph.kind = 'file'")
         if self.seed >= 2**63:

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from .data.encode import IGNORE, Encoded, collate
 from .lora import AdapterSlot
+from .model import virtual_tokens
 
 
 @torch.no_grad()
@@ -15,13 +16,14 @@ def test_loss(model: torch.nn.Module, examples: list[Encoded], batch_size: int, 
     (in eval mode: no dropout)."""
     model.eval()
     device = next(model.parameters()).device
+    prefix = virtual_tokens(model)  # P-tuning's logits start with its virtual tokens'
     total, count = 0.0, 0
     for start in range(0, len(examples), batch_size):
         batch = {k: v.to(device) for k, v in collate(examples[start:start + batch_size], pad_id).items()}
         # Project onto the vocabulary only where a next token is scored (the responses).
         positions = (batch["labels"][:, 1:] != IGNORE).any(dim=0).nonzero().squeeze(1)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       logits_to_keep=positions).logits
+                       logits_to_keep=positions + prefix).logits
         targets = batch["labels"][:, positions + 1]
         total += F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
                                  ignore_index=IGNORE, reduction="sum").item()

@@ -8,15 +8,18 @@ from pathlib import Path
 
 import torch
 
+from .algorithms import adapter_kind
 from .checkpoint import load_checkpoint
 from .config import Config, load_config
 from .data.encode import format_prompt
 from .lora import AdapterSlot, load_adapter
-from .model import attach_lora, load_base_model
+from .model import attach_adapter, load_base_model
 from .results import ADAPTERS, CLIENTS_JSON, SELECTED
 
+
 class RunModel:
-    """A run's base model with LoRA attached, and every client's adapter, ready to swap in."""
+    """A run's base model with its adapter (LoRA or P-tuning) attached, and every client's adapter,
+    ready to swap in."""
 
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
@@ -25,7 +28,7 @@ class RunModel:
         self.cfg: Config = load_config(self.run_dir / "config.toml")
         self.clients: list[dict] = json.loads((self.run_dir / CLIENTS_JSON).read_text())
         base, self.tokenizer = load_base_model(self.cfg.model)
-        self.model = attach_lora(base, self.cfg.model, self.cfg.seed)
+        self.model = attach_adapter(base, self.cfg.model, self.cfg.seed, adapter_kind(self.cfg))
         self.slot = AdapterSlot(self.model)
 
     def client_index(self, client: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import string
+import warnings
 from functools import cache
 
 import torch
@@ -52,9 +53,11 @@ def generate(model, tokenizer, encoded: list[Encoded], max_new_tokens: int, batc
         for i, p in enumerate(chunk):  # left padding, so every continuation starts at the same column
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
-        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                             max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=tokenizer.eos_token_id)
+        with warnings.catch_warnings():  # PEFT's P-tuning ignores the position ids generate passes, and says so
+            warnings.filterwarnings("ignore", message="Position ids are not supported")
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id)
         outputs += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
     return [o.strip() for o in outputs]
 

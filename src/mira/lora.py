@@ -1,8 +1,9 @@
-"""LoRA adapter state as flat tensors: one row per client on the server, swapped into one model.
+"""Adapter state as flat tensors: one row per client on the server, swapped into one model.
 
 An adapter is flattened in the order of the model's trainable parameters (each LoRA A and B matrix,
-layer by layer). `AdapterLayout` remembers names and shapes, so a flat vector converts back to a
-PEFT-style state dict (keys without the adapter name, as `get_peft_model_state_dict` writes them).
+layer by layer; for P-tuning, its virtual-token embeddings and prompt-encoder weights).
+`AdapterLayout` remembers names and shapes, so a flat vector converts back to a PEFT-style state
+dict (keys without the adapter name, as `get_peft_model_state_dict` writes them).
 """
 
 from __future__ import annotations
@@ -58,12 +59,13 @@ class AdapterLayout:
 
 
 class AdapterSlot:
-    """The trainable LoRA parameters of one model, read and written as one flat vector."""
+    """The trainable adapter parameters of one model (LoRA, or P-tuning's), read and written as one
+    flat vector."""
 
     def __init__(self, model: torch.nn.Module, adapter_name: str = "default"):
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not named:
-            raise ValueError("the model has no trainable parameters; attach a LoRA adapter first")
+            raise ValueError("the model has no trainable parameters; attach an adapter first")
         self.params = [p for _, p in named]
         self.layout = AdapterLayout(
             names=tuple(n.replace(f".{adapter_name}.", ".") for n, _ in named),
@@ -76,7 +78,7 @@ class AdapterSlot:
 
     @torch.no_grad()
     def set(self, vector: torch.Tensor) -> None:
-        """Copy a flat adapter vector into the model's LoRA parameters (the vector is not aliased,
+        """Copy a flat adapter vector into the model's adapter parameters (the vector is not aliased,
         so training never writes into it)."""
         if vector.numel() != self.layout.numel:
             raise ValueError(f"adapter has {vector.numel()} values, the model expects {self.layout.numel}")

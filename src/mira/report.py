@@ -55,13 +55,21 @@ class VariantRuns:
         by_round = list(zip(*values))
         return rounds, [statistics.fmean(v) for v in by_round], [_std(v) for v in by_round]
 
-    def bytes_per_client_round(self) -> float:
-        """Bytes of the algorithm's messages one sampled client receives (and sends back) in a round."""
+    def bytes_per_client_round(self, key: str) -> float:
+        """Bytes of the algorithm's messages one sampled client receives (key 'bytes_down') or sends
+        back ('bytes_up') in a round."""
         first = next(r for r in self.histories[0] if r.get("sampled"))
-        return first.get("bytes_up", 0) / len(first["sampled"])
+        return first.get(key, 0) / len(first["sampled"])
 
     def total_bytes(self, keys=("bytes_up", "bytes_down")) -> float:
         return statistics.fmean(sum(r.get(key, 0) for r in h for key in keys) for h in self.histories)
+
+
+def human_bytes(nbytes: float) -> str:
+    """Bytes in MB, or in kB or B where that is too small to show (FedKSeed's seed scalars)."""
+    if nbytes >= 1e5 or nbytes == 0:
+        return f"{nbytes / 1e6:.3f} MB"
+    return f"{nbytes / 1e3:.1f} kB" if nbytes >= 1e3 else f"{nbytes:.0f} B"
 
 
 def _std(values) -> float:
@@ -183,10 +191,11 @@ def write_report(comparison_dir: str | Path) -> list[Path]:
     if selected:
         lines.append("| clients won, selected | "
                      + " | ".join(str(sum(w == v.label for w in sel_winners.values())) for v in variants) + " |")
-    lines.append("| adapter bytes per sampled client per round, each way | "
-                 + " | ".join(f"{v.bytes_per_client_round() / 1e6:.2f} MB" for v in variants) + " |")
-    lines.append("| adapter bytes sent + received, whole run | "
-                 + " | ".join(f"{v.total_bytes() / 1e6:.1f} MB" for v in variants) + " |")
+    lines.append("| bytes per sampled client per round, received / sent | "
+                 + " | ".join(f"{human_bytes(v.bytes_per_client_round('bytes_down'))} / "
+                              f"{human_bytes(v.bytes_per_client_round('bytes_up'))}" for v in variants) + " |")
+    lines.append("| bytes sent + received, whole run | "
+                 + " | ".join(human_bytes(v.total_bytes()) for v in variants) + " |")
     if any(v.total_bytes(["bytes_state"]) for v in variants):
         lines.append("| clients' private state carried for stateless nodes, whole run | "
                      + " | ".join(f"{v.total_bytes(['bytes_state']) / 1e6:.1f} MB" for v in variants) + " |")

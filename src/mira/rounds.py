@@ -89,7 +89,9 @@ def server_step(algorithm: Algorithm, thetas: torch.Tensor, sent: dict[int, Mess
     replies = {u.client: u.reply for u in updates}
     record = {"train_loss": {names[u.client]: u.train_loss for u in updates},
               "update_norm": {names[k]: norm for k, r in replies.items() if (norm := update_norm(sent[k], r)) is not None}}
-    accepted, rejected = screen_replies(sent, replies, fcfg.max_update_norm, fcfg.clip_to_median)
+    accepted, rejected = screen_replies(sent, replies, fcfg.max_update_norm, fcfg.clip_to_median,
+                                        {k: algorithm.reply_template(message) for k, message in sent.items()},
+                                        algorithm.reply_problem)
     for k, reason in rejected.items():
         log.warning("round %d: rejected the update of client %s (%s); it keeps its last good adapter",
                     round_, names[k], reason)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import tomli_w
 
-from .algorithms import ALGORITHMS
+from .algorithms import ALGORITHMS, adapter_kind
 from .checkpoint import atomic_write_text
-from .client import build_workspace
+from .client import shared_workspace
 from .compare import parse_variant, variant_config
 from .config import Config, ConfigError
 from .results import label, read_history
@@ -63,7 +63,7 @@ def tune(cfg: Config, variants: list[str], trials: int, seed: int = 0, progress:
     out.mkdir(parents=True, exist_ok=True)
     storage = _storage(out / STUDY_DB)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ws, initial = None, {}  # one model load, and one round-0 validation, for every trial
+    workspaces, initial = {}, {}  # one model load, and one round-0 validation, per kind of adapter
     for spec in variants:
         study = optuna.create_study(study_name=label(spec), storage=storage, load_if_exists=True, direction="minimize",
                                     sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, trials // 2)),
@@ -72,8 +72,9 @@ def tune(cfg: Config, variants: list[str], trials: int, seed: int = 0, progress:
         done = sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials)
         if done >= trials:
             continue
-        ws = ws or build_workspace(variant_config(cfg, spec, seed, out))
-        study.optimize(lambda trial: _objective(trial, cfg, spec, seed, out, ws, progress, initial),
+        ws = shared_workspace(workspaces, variant_config(cfg, spec, seed, out))
+        study.optimize(lambda trial: _objective(trial, cfg, spec, seed, out, ws, progress,
+                                                initial.setdefault(adapter_kind(ws.cfg), {})),
                        n_trials=trials - done)
     write_tables(out)
     return out

@@ -22,7 +22,7 @@ for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["ADAPTER", "ALGORITHMS", "Algorithm", "Ditto", "FedIT", "FedProx", "FedSALoRA", "FFALoRA", "Local",
-           "Message", "Mira", "algorithm_class", "build_algorithm", "laplacian_step"]
+           "Message", "Mira", "adapter_kind", "algorithm_class", "build_algorithm", "laplacian_step"]
 
 
 def algorithm_class(name: str) -> type[Algorithm]:
@@ -30,6 +30,11 @@ def algorithm_class(name: str) -> type[Algorithm]:
     if name not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {name!r}; registered: {', '.join(sorted(ALGORITHMS))}")
     return ALGORITHMS[name]
+
+
+def adapter_kind(cfg) -> str:
+    """What the run's algorithm trains: 'lora' or 'p_tuning' (Algorithm.adapter)."""
+    return algorithm_class(cfg.federation.algorithm).adapter
 
 
 def build_algorithm(cfg, clients, layout, initial_theta: torch.Tensor) -> Algorithm:

@@ -32,12 +32,23 @@ class Trainer(Protocol):
     """The adapter every client starts from (a function of the run's seed, known to every client)."""
     a_mask: torch.Tensor
     """Boolean (P,): True at the coordinates of LoRA A matrices in the flat adapter."""
+    seed: int
+    """This client's seed for this round (a function of the run's seed, the client and the round)."""
 
     def __call__(self, start: torch.Tensor, anchor: torch.Tensor | None = None, mu: float = 0.0,
                  freeze_a: bool = False, persistent: bool = True) -> torch.Tensor:
         """R optimiser steps from `start`; returns the trained adapter. With `anchor` and `mu` > 0
         the loss gets (mu/2)·‖θ − anchor‖²; `freeze_a` leaves the LoRA A matrices as they are;
         `persistent` lets this pass use (and keep) the client's optimiser state if the run keeps one."""
+
+    def loss(self, theta: torch.Tensor, step: int) -> float:
+        """The training loss of adapter `theta` on the batch of local step `step` (0 ≤ step < R),
+        forward only, without dropout, in float32 whatever model.autocast says (zeroth-order client
+        steps: a two-point difference at ε = 5e-4 vanishes in bfloat16, measured g = 0 on SmolLM2)."""
+
+    def log_step(self, loss: float) -> None:
+        """Record one local step's loss (progress bars, the round's mean training loss) where the
+        client step does not go through `__call__`."""
 
 
 class Algorithm(ABC):
@@ -54,6 +65,9 @@ class Algorithm(ABC):
     entries, counted apart (bytes_state), not in bytes_up/bytes_down."""
     training_passes: ClassVar[int] = 1
     """Passes of R local steps a sampled client makes per round (progress bars)."""
+    adapter: ClassVar[str] = "lora"
+    """What the clients train over the frozen model: 'lora', or 'p_tuning' (virtual tokens and
+    their prompt encoder); the flat adapter is that PEFT adapter's trainable parameters."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -78,6 +92,15 @@ class Algorithm(ABC):
         """What the server sends sampled client k: its own adapter."""
         return {ADAPTER: thetas[k]}
 
+    def reply_template(self, sent: Message) -> Message:
+        """Tensors shaped like the reply a client must send for `sent` (screening rejects any other):
+        by default the same entries as it was sent."""
+        return sent
+
+    def reply_problem(self, reply: Message) -> str | None:
+        """What makes a well-shaped, finite reply unusable by this rule (screening rejects it), if anything."""
+        return None
+
     @classmethod
     def client_step(cls, train: Trainer, received: Message, cfg: Config) -> Message:
         """What a sampled client does with what it received, and what it sends back: R steps on its
@@ -90,7 +113,8 @@ class Algorithm(ABC):
         """Return the new (K × P) state after the sampled clients sent `replies` (screened, by
         client), having trained on `num_examples` examples each.
 
-        `thetas` holds the state before the round and is not modified.
+        `thetas` holds the state before the round; the rule may write the new state into it and return
+        it (at K = 1000 a copy of the state is gigabytes), so the caller keeps no other use of it.
         """
 
     def start(self, initial_theta: torch.Tensor) -> None:
@@ -113,34 +137,39 @@ def adapters(replies: dict[int, Message], entry: str = ADAPTER) -> dict[int, tor
     return {k: reply[entry] for k, reply in replies.items()}
 
 
-def with_trained_rows(thetas: torch.Tensor, replies: dict[int, Message]) -> torch.Tensor:
-    """A copy of `thetas` with the rows of the clients that replied replaced by their trained adapters."""
-    out = thetas.clone()
+def write_trained_rows(thetas: torch.Tensor, replies: dict[int, Message]) -> torch.Tensor:
+    """`thetas`, its rows of the clients that replied overwritten with their trained adapters."""
     for k, theta in adapters(replies).items():
-        out[k] = theta
-    return out
+        thetas[k] = theta
+    return thetas
 
 
 def screen_replies(sent: dict[int, Message], replies: dict[int, Message], max_update_norm: float = 0.0,
-                   clip_to_median: float = 0.0) -> tuple[dict[int, Message], dict[int, str]]:
+                   clip_to_median: float = 0.0, templates: dict[int, Message] | None = None,
+                   check=None) -> tuple[dict[int, Message], dict[int, str]]:
     """Keep the replies that are safe to aggregate; say why each other one was rejected.
 
-    A reply must hold every tensor its client was sent, of the same shape and finite; otherwise it is
-    rejected (its client keeps its last good adapter and its neighbours never see the bad one). Each
-    accepted update (returned minus sent tensor) longer than `max_update_norm` (if > 0), or than
-    `clip_to_median` times the median norm of this round's accepted updates of that entry (if > 0),
-    is scaled down to that length.
+    A reply must hold every tensor of its template (by default what its client was sent), of the same
+    shape and dtype, and finite, and `check(reply)` (if given) must find no problem in it; otherwise
+    it is rejected (its client keeps its last good adapter and its neighbours never see the bad one). Each accepted update of an entry that was also sent
+    (returned minus sent tensor) longer than `max_update_norm` (if > 0), or than `clip_to_median`
+    times the median norm of this round's accepted updates of that entry (if > 0), is scaled down to
+    that length.
     """
+    templates = templates or sent
     accepted, rejected = {}, {}
     for k, reply in replies.items():
-        problems = [f"{key}: {problem}" for key, tensor in sent[k].items()
+        problems = [f"{key}: {problem}" for key, tensor in templates[k].items()
                     if (problem := _problem(reply.get(key), tensor))]
+        if not problems and check is not None and (problem := check(reply)):
+            problems.append(problem)
         if problems:
             rejected[k] = "; ".join(problems)
         else:
             accepted[k] = dict(reply)
-    for key in {key for k in accepted for key in sent[k]}:
-        norms = {k: float((reply[key] - sent[k][key]).norm()) for k, reply in accepted.items() if key in sent[k]}
+    for key in {key for k in accepted for key in sent[k] if key in templates[k]}:
+        norms = {k: float((reply[key] - sent[k][key]).norm()) for k, reply in accepted.items()
+                 if key in sent[k] and key in templates[k]}
         bounds = [max_update_norm] if max_update_norm > 0 else []
         if clip_to_median > 0 and norms:
             bounds.append(clip_to_median * statistics.median(norms.values()))
@@ -156,6 +185,8 @@ def _problem(returned: torch.Tensor | None, sent: torch.Tensor) -> str | None:
         return "missing"
     if returned.shape != sent.shape:
         return f"shape {tuple(returned.shape)}, expected {tuple(sent.shape)}"
+    if returned.dtype != sent.dtype:
+        return f"dtype {returned.dtype}, expected {sent.dtype}"
     if not torch.isfinite(returned).all():
         return f"{int((~torch.isfinite(returned)).sum())} non-finite values"
     return None

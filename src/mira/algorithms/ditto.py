@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import ADAPTER, Algorithm, adapters, with_trained_rows
+from .base import ADAPTER, Algorithm, adapters, write_trained_rows
 from .fedit import weighted_mean
 
 GLOBAL = "global"
@@ -55,4 +55,4 @@ class Ditto(Algorithm):
 
     def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
         self.global_theta = weighted_mean(adapters(replies, GLOBAL), num_examples)
-        return with_trained_rows(thetas, replies)
+        return write_trained_rows(thetas, replies)

@@ -21,4 +21,5 @@ class FedIT(Algorithm):
     name = "fedit"
 
     def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
-        return weighted_mean(adapters(replies), num_examples).expand_as(thetas).clone()
+        thetas[:] = weighted_mean(adapters(replies), num_examples)
+        return thetas

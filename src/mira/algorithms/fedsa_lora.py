@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import ADAPTER, Algorithm, adapters, with_trained_rows
+from .base import ADAPTER, Algorithm, adapters, write_trained_rows
 from .fedit import weighted_mean
 
 LORA_A = "lora_a"
@@ -37,6 +37,6 @@ class FedSALoRA(Algorithm):
         return {ADAPTER: trained, LORA_A: trained[train.a_mask]}
 
     def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
-        out = with_trained_rows(thetas, replies)
-        out[:, self.a_mask] = weighted_mean(adapters(replies, LORA_A), num_examples)
-        return out
+        thetas = write_trained_rows(thetas, replies)
+        thetas[:, self.a_mask] = weighted_mean(adapters(replies, LORA_A), num_examples)
+        return thetas

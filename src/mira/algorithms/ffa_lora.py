@@ -35,6 +35,5 @@ class FFALoRA(Algorithm):
         return {LORA_B: train(start, freeze_a=True)[~train.a_mask]}
 
     def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
-        out = thetas.clone()
-        out[:, ~self.a_mask] = weighted_mean(adapters(replies, LORA_B), num_examples)
-        return out
+        thetas[:, ~self.a_mask] = weighted_mean(adapters(replies, LORA_B), num_examples)
+        return thetas

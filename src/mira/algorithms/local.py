@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import ADAPTER, Algorithm, with_trained_rows
+from .base import ADAPTER, Algorithm, write_trained_rows
 
 
 class Local(Algorithm):
@@ -12,4 +12,4 @@ class Local(Algorithm):
     private = frozenset({ADAPTER})  # nothing is communicated
 
     def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
-        return with_trained_rows(thetas, replies)
+        return write_trained_rows(thetas, replies)

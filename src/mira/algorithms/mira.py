@@ -15,26 +15,47 @@ import math
 import torch
 
 from ..graph import GraphError, GraphEstimator, build_graph, family_graph, laplacian, max_degree
-from .base import Algorithm, with_trained_rows
+from .base import Algorithm, write_trained_rows
 
 log = logging.getLogger(__name__)
 
 
 def laplacian_step(thetas: torch.Tensor, adjacency: torch.Tensor, step: float,
-                   sampled: list[int] | torch.Tensor | None = None) -> torch.Tensor:
+                   sampled: list[int] | torch.Tensor | None = None, only_sampled: bool = False,
+                   out: torch.Tensor | None = None) -> torch.Tensor:
     """One MIRA server step: rows `sampled` (all if None) of Θ − step·L·Θ; other rows unchanged.
 
     thetas: (K × P), one flattened adapter per client. adjacency: (K × K) task-graph weights.
-    step: η·λ. Returns a new tensor; `thetas` is left untouched.
+    step: η·λ. With `only_sampled`, L is the Laplacian of the graph among the sampled clients (the
+    others neither pull nor count in a degree). The result goes into `out` (`thetas` itself for an
+    in-place step) or, if None, a new tensor, `thetas` left untouched.
     """
     num_clients = thetas.shape[0]
     if adjacency.shape != (num_clients, num_clients):
         raise ValueError(f"adjacency has shape {tuple(adjacency.shape)}, expected ({num_clients}, {num_clients})")
     rows = torch.arange(num_clients) if sampled is None else torch.as_tensor(sampled, dtype=torch.long)
-    lap_rows = laplacian(adjacency.to(thetas.dtype))[rows].to_sparse()
-    out = thetas.clone()
-    out[rows] = thetas[rows] - step * torch.sparse.mm(lap_rows, thetas)
+    adjacency = adjacency.to(thetas.dtype)
+    if only_sampled:
+        lap, cols, diagonal = laplacian(adjacency[rows][:, rows]), rows, torch.arange(len(rows))
+    else:
+        lap, cols, diagonal = laplacian(adjacency)[rows], torch.arange(num_clients), rows
+    # Row i of (I − step·L) on `cols`: the weights of the adapters that make client rows[i]'s new one.
+    mixing = -step * lap
+    mixing[torch.arange(len(rows)), diagonal] += 1
+    used = mixing.ne(0).any(dim=0)
+    mixing, cols = mixing[:, used], cols[used]
+    new_rows = _product(mixing, thetas if torch.equal(cols, torch.arange(num_clients)) else thetas[cols])
+    out = thetas.clone() if out is None else out
+    out[rows] = new_rows
     return out
+
+
+def _product(mixing: torch.Tensor, thetas: torch.Tensor) -> torch.Tensor:
+    """mixing @ thetas, as a sparse product where `mixing` is mostly zeros (a sparse graph); a CPU
+    sparse product costs about 8x a dense one per non-zero (measured on AMD EPYC, 2 cores)."""
+    if mixing.count_nonzero() * 8 < mixing.numel():
+        return torch.sparse.mm(mixing.to_sparse(), thetas)
+    return mixing @ thetas
 
 
 def check_step(step: float, adjacency: torch.Tensor, force: bool = False) -> None:
@@ -110,13 +131,8 @@ class Mira(Algorithm):
         return self.estimator.report() if self.estimator is not None else {}
 
     def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
-        sampled = sorted(replies)
-        trained = with_trained_rows(thetas, replies)
+        trained = write_trained_rows(thetas, replies)
         if self.estimator is not None:
             self.adjacency = self.estimator.update(trained)
-        if self.neighbours == "all":
-            return laplacian_step(trained, self.adjacency, self.step, sampled)
-        # Only this round's clients enter: the step on their rows and their graph alone (S x P, not K x P).
-        rows = torch.as_tensor(sampled, dtype=torch.long)
-        trained[rows] = laplacian_step(trained[rows], self.adjacency[rows][:, rows], self.step)
-        return trained
+        return laplacian_step(trained, self.adjacency, self.step, sorted(replies),
+                              only_sampled=self.neighbours == "sampled", out=trained)

@@ -1,6 +1,7 @@
 """What travels in Flower messages: each entry of an algorithm's message as an ArrayRecord (a whole
-adapter as its LoRA tensors keyed by PEFT parameter names, part of one — e.g. only the A matrices —
-as one flat array). The configuration and round travel as a ConfigRecord (config_message.py)."""
+adapter as its tensors keyed by PEFT parameter names; anything else — part of one, e.g. only the LoRA
+A matrices, or FedKSeed's seed scalars and indices — as one flat array). The configuration and
+round travel as a ConfigRecord (config_message.py)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,23 @@ from ..lora import AdapterLayout
 ALL_ADAPTERS = "all-adapters"
 VALUES = "values"
 """The one array of an entry that is not a whole adapter."""
+INTEGERS = "integers"
+"""The one array of an entry of integers (int32, never rounded)."""
 
 
 def _encode(tensor: torch.Tensor, precision: str) -> torch.Tensor:
-    # NumPy has no bfloat16: its bits travel as int16 and are viewed back on arrival.
+    # Integers (e.g. FedKSeed's seed indices) travel as they are. NumPy has no bfloat16: its bits
+    # travel as int16 and are viewed back on arrival.
+    if not tensor.is_floating_point():
+        return tensor.int()
     return tensor.to(torch.bfloat16).view(torch.int16) if precision == "bfloat16" else tensor.float()
 
 
-def _decode(tensor: torch.Tensor, precision: str) -> torch.Tensor:
+def _decode(tensor: torch.Tensor, precision: str, integer: bool = False) -> torch.Tensor:
+    if integer:
+        if tensor.dtype != torch.int32:
+            raise ValueError(f"expected int32, got {tensor.dtype}")
+        return tensor
     if precision == "bfloat16":
         if tensor.dtype != torch.int16:
             raise ValueError(f"expected bfloat16 bits (int16), got {tensor.dtype}")
@@ -42,14 +52,16 @@ def read_adapter(record: ArrayRecord, layout: AdapterLayout, precision: str) -> 
 
 def entry_record(vector: torch.Tensor, layout: AdapterLayout, precision: str) -> ArrayRecord:
     """One message entry: a whole adapter by PEFT names, anything else as one flat array."""
-    if vector.numel() == layout.numel:
+    if vector.is_floating_point() and vector.numel() == layout.numel:
         return adapter_record(vector, layout, precision)
-    return ArrayRecord(torch_state_dict={VALUES: _encode(vector, precision).contiguous()})
+    return ArrayRecord(torch_state_dict={INTEGERS if not vector.is_floating_point() else VALUES:
+                                         _encode(vector, precision).contiguous()})
 
 
 def read_entry(record: ArrayRecord, layout: AdapterLayout, precision: str) -> torch.Tensor:
-    if list(record) == [VALUES]:
-        return _decode(record.to_torch_state_dict()[VALUES], precision)
+    if list(record) in ([VALUES], [INTEGERS]):
+        (key, tensor), = record.to_torch_state_dict().items()
+        return _decode(tensor, precision, integer=key == INTEGERS)
     return read_adapter(record, layout, precision)
 
 
