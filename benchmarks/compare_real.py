@@ -80,13 +80,18 @@ def main() -> None:
                  f"out_dir='{ROOT / 'runs' / 'benchmarks'}'", *args.overrides]
     cfg = load_config(None, overrides)
     out = compare(cfg, args.algorithms.split(","), [int(s) for s in args.seeds.split(",")])
-    paths = write_report(out)
+    publish(out, name, overrides, "benchmarks/compare_real.py")
+
+
+def publish(out: Path, name: str, overrides: list[str], script: str) -> None:
+    """Report the comparison in `out` and copy its tables, plots and config to benchmarks/results/<name>/
+    with run.json (device, torch version, the exact command and overrides); print the tables."""
     target = ROOT / "benchmarks" / "results" / name
     target.mkdir(parents=True, exist_ok=True)
-    for path in paths + [out / "config.toml"]:
+    for path in write_report(out) + [out / "config.toml"]:
         shutil.copy(path, target / path.name)
     (target / "run.json").write_text(json.dumps({"device": device_name(), "torch": torch.__version__,
-                                                 "command": "python " + shlex.join(["benchmarks/compare_real.py", *sys.argv[1:]]),
+                                                 "command": "python " + shlex.join([script, *sys.argv[1:]]),
                                                  "overrides": overrides}, indent=1))
     print((target / "results.md").read_text())
     print(f"results in {target}/")

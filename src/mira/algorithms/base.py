@@ -98,7 +98,8 @@ class Algorithm(ABC):
         return sent
 
     def reply_problem(self, reply: Message) -> str | None:
-        """What makes a well-shaped, finite reply unusable by this rule (screening rejects it), if anything."""
+        """What makes a well-shaped, finite reply unusable by this rule (screening then rejects it),
+        if anything."""
         return None
 
     @classmethod
@@ -151,10 +152,10 @@ def screen_replies(sent: dict[int, Message], replies: dict[int, Message], max_up
 
     A reply must hold every tensor of its template (by default what its client was sent), of the same
     shape and dtype, and finite, and `check(reply)` (if given) must find no problem in it; otherwise
-    it is rejected (its client keeps its last good adapter and its neighbours never see the bad one). Each accepted update of an entry that was also sent
-    (returned minus sent tensor) longer than `max_update_norm` (if > 0), or than `clip_to_median`
-    times the median norm of this round's accepted updates of that entry (if > 0), is scaled down to
-    that length.
+    it is rejected (its client keeps its last good adapter and its neighbours never see the bad one).
+    Each accepted update of an entry that was also sent (returned minus sent tensor) longer than
+    `max_update_norm` (if > 0), or than `clip_to_median` times the median norm of this round's
+    accepted updates of that entry (if > 0), is scaled down to that length.
     """
     templates = templates or sent
     accepted, rejected = {}, {}

@@ -1,0 +1,51 @@
+"""The paper's regime (configs/paper_ni.toml, configs/paper_dolly.toml: 80 clients, 10 % sampled, batch
+8, LoRA r = 16, Adam, random task weights) at a reduced, stated budget that fits about an hour per
+algorithm on 2 CPU cores with SmolLM2-135M: fewer rounds and local steps, shorter examples, bfloat16
+autocast where the CPU has it (FedKSeed's forward passes stay float32). Same 80 clients and 10 %
+sampling. Results, with plots, go to benchmarks/results/paper-<preset>-reduced/.
+
+    python benchmarks/paper_presets.py --preset ni --algorithms mira@random,mira@ground_truth,mira@learned,fedit
+    python benchmarks/paper_presets.py --preset dolly --algorithms mira@random,mira@learned,fedit,fedptuning,fedkseed
+
+Settings are the presets' (untuned: lr 2e-3, η·λ = 0.5), or each variant's from --params (a
+best_params.toml of `mira tune`). Dolly has no task families, so no true graph there. Runs resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_real import ROOT, publish  # noqa: E402
+
+from mira.compare import compare, read_params  # noqa: E402
+from mira.config import load_config  # noqa: E402
+
+# 20 of the paper's 60 rounds, 4 local steps of 8 examples cut to 128 tokens; evaluation every 5 rounds
+# (local and validation loss of all 80 clients), the global loss and ROUGE-L at round 0 and the end.
+REDUCED = ["federation.rounds=20", "train.local_steps=4", "model.max_length=128", "eval.eval_every=5",
+           "model.autocast='bfloat16'"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=["ni", "dolly"], required=True)
+    parser.add_argument("--algorithms", default="mira@random,mira@learned,fedit")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--params", help="per-variant settings (best_params.toml of mira tune)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra config overrides (recorded with the results)")
+    args = parser.parse_args()
+    name = f"paper-{args.preset}-reduced"
+    overrides = [*REDUCED, f"name='{name}'", f"out_dir='{ROOT / 'runs' / 'benchmarks'}'", *args.overrides]
+    cfg = load_config(ROOT / "configs" / f"paper_{args.preset}.toml", overrides)
+    variants = args.algorithms.split(",")
+    params = read_params(args.params, variants) if args.params else None
+    out = compare(cfg, variants, [int(s) for s in args.seeds.split(",")], params=params)
+    publish(out, name, overrides, "benchmarks/paper_presets.py")
+
+
+if __name__ == "__main__":
+    main()
