@@ -86,6 +86,10 @@ def test_server_weights_the_clients_by_examples_and_rejects_unknown_seeds(tiny_c
     _, record = server_step(rule, thetas, sent, [ClientUpdate(1, bad[1], 4, 0.0)], ["a", "b", "c"], 2,
                             cfg.federation)
     assert "outside 0..15" in record["rejected"]["b"]
+    floats = {SEEDS: torch.tensor([0.0, 1.0]), GRADIENTS: torch.zeros(2)}  # indices must be int32
+    _, record = server_step(rule, thetas, sent, [ClientUpdate(1, floats, 4, 0.0)], ["a", "b", "c"], 2, cfg.federation)
+    assert "dtype torch.float32, expected torch.int32" in record["rejected"]["b"]
+    assert torch.equal(rule.scalars, expected)  # rejected replies change nothing
 
 
 def test_differentiated_sampling_favours_seeds_with_large_gradients(tiny_config):
