@@ -1,8 +1,8 @@
 """Measured traffic per algorithm: one round of every registered algorithm on the given model
 (default: the embedded SmolLM2-135M, LoRA r = 8 on q_proj and v_proj; FedPTuning's P-tuning adapter
-instead), two sampled clients, one local step each; prints the bytes each sampled client received and sent (the algorithm's messages) and the
-private state the server carried for it, from the run's metrics, and writes
-benchmarks/results/traffic.md.
+instead), two sampled clients, one local step each; prints the bytes each sampled client received
+and sent (the algorithm's messages) and the private state the server carried for it, from the run's
+metrics, and writes benchmarks/results/traffic.md.
 
     python benchmarks/traffic.py
 """

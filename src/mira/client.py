@@ -95,9 +95,9 @@ def encode_client(cfg: Config, tokenizer, client: ClientData) -> tuple[list[Enco
 
 def build_workspace(cfg: Config, clients: list[ClientData] | None = None, ids: list[int] | None = None,
                     encoder=encode_client) -> ClientWorkspace:
-    """Load the base model, attach LoRA, encode the clients' data (with `encoder`, same signature as
-    `encode_client`): `clients` (federation-wide indices `ids`) or, by default, every client cfg.data
-    makes (indices 0..K-1)."""
+    """Load the base model, attach the adapter its algorithm trains, encode the clients' data (with
+    `encoder`, same signature as `encode_client`): `clients` (federation-wide indices `ids`) or, by
+    default, every client cfg.data makes (indices 0..K-1)."""
     clients = load_clients(cfg.data, cfg.seed) if clients is None else clients
     model, tokenizer, slot = build_model(cfg)
     train_sets, val_sets, test_sets = (list(sets) for sets in zip(*(encoder(cfg, tokenizer, c) for c in clients)))

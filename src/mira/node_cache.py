@@ -80,7 +80,8 @@ def client_data(cfg: Config, node_config: dict, build: Callable[[], tuple[Client
     keyed by the node's config too (its partition id, data location and their checks)."""
     if cfg.data.source == "dolly" and not cfg.data.path:
         return build()  # the Hub's copy: not ours to fingerprint
-    key = {"data": cfg.data.model_dump(), "seed": cfg.seed, "node": {k: str(v) for k, v in node_config.items()}, "code": _code_state(),
+    key = {"data": cfg.data.model_dump(), "seed": cfg.seed, "node": {k: str(v) for k, v in node_config.items()},
+           "code": _code_state(),
            "files": _files_state(cfg.data.path) + _files_state(cfg.data.families)}
     return cached("client", key, build)
 
@@ -91,7 +92,8 @@ def encoded_sets(cfg: Config, tokenizer, client: ClientData, build: Callable[[],
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         return build()  # a slow (Python) tokenizer has no serialisable state to key on
-    examples = [[(e.prompt, e.response, list(e.references)) for e in part] for part in (client.train, client.val, client.test)]
+    examples = [[(e.prompt, e.response, list(e.references)) for e in part]
+                for part in (client.train, client.val, client.test)]
     key = {"examples": digest(examples), "tokenizer": digest(backend.to_str()), "code": _code_state(),
            "chat_template": getattr(tokenizer, "chat_template", None), "eos": tokenizer.eos_token_id,
            "max_length": cfg.model.max_length, "prompt_format": cfg.model.prompt_format}

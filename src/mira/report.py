@@ -198,7 +198,7 @@ def write_report(comparison_dir: str | Path) -> list[Path]:
                  + " | ".join(human_bytes(v.total_bytes()) for v in variants) + " |")
     if any(v.total_bytes(["bytes_state"]) for v in variants):
         lines.append("| clients' private state carried for stateless nodes, whole run | "
-                     + " | ".join(f"{v.total_bytes(['bytes_state']) / 1e6:.1f} MB" for v in variants) + " |")
+                     + " | ".join(human_bytes(v.total_bytes(["bytes_state"])) for v in variants) + " |")
     params = _settings(comparison_dir)
     if params:
         lines += ["", "Settings per variant (from `mira compare --params`):", ""]

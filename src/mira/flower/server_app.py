@@ -150,7 +150,8 @@ class FlowerBackend:
         rows = global_loss_clients(self.cfg, len(self.names)) if full and test else []
         everyone = {ALL_ADAPTERS: adapters_record(thetas[rows], precision)} if rows else {}
         contents = {k: RecordDict({ADAPTER: adapter_record(thetas[k], self.layout, precision),
-                                   CONFIG: config_record(self.cfg, 0, full, test=test), **(everyone if k in rows else {})})
+                                   CONFIG: config_record(self.cfg, 0, full, test=test),
+                                   **(everyone if k in rows else {})})
                     for k in range(len(self.names))}
         evaluations = {}
         for k, reply in self._exchange(MessageType.EVALUATE, contents, "evaluation").items():
