@@ -1,7 +1,7 @@
 """MIRA's server step alone against the number of clients K: one round's aggregate on a (K × P) state
 of random adapters (P = 921,600: SmolLM2-135M's r = 16 q/v adapter, as in the paper presets), a
 random task graph and 10 % of the clients replying; prints the seconds of one step (after a warm-up)
-for each neighbour rule.
+for each neighbour rule, and what the rule's product costs done dense and sparse.
 
     python benchmarks/server_step.py --clients 200
 """
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_real import device_name  # noqa: E402
 
 from mira.algorithms import Mira  # noqa: E402
-from mira.graph import normalize_graph, random_graph  # noqa: E402
+from mira.graph import laplacian, normalize_graph, random_graph  # noqa: E402
 
 
 def main() -> None:
@@ -40,6 +40,22 @@ def main() -> None:
         begin = time.perf_counter()
         rule.aggregate(thetas, replies, {c: 1 for c in sampled})
         print(f"neighbours = {neighbours!r}: {time.perf_counter() - begin:.3f} s per server step")
+    # The same product of the 'all' rule (sampled rows of I − step·L with every adapter), dense and
+    # sparse: what laplacian_step's choice between them rests on.
+    mixing = -0.4 * laplacian(adjacency)[sampled]
+    mixing[torch.arange(len(sampled)), sampled] += 1
+    seconds = {}
+    for kind, product in (("dense", lambda: mixing @ thetas),
+                          ("sparse", lambda: torch.sparse.mm(mixing.to_sparse(), thetas))):
+        product()
+        begin = time.perf_counter()
+        product()
+        seconds[kind] = time.perf_counter() - begin
+    nonzero = int(mixing.count_nonzero())
+    per_value = (seconds["sparse"] / nonzero) / (seconds["dense"] / mixing.numel())
+    print(f"product of {len(sampled)} x {k} mixing rows ({nonzero / mixing.numel():.0%} non-zero) with the adapters: "
+          f"dense {seconds['dense']:.3f} s, sparse {seconds['sparse']:.3f} s; a sparse non-zero costs "
+          f"{per_value:.1f}x a dense entry")
 
 
 if __name__ == "__main__":

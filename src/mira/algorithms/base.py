@@ -44,7 +44,8 @@ class Trainer(Protocol):
     def loss(self, theta: torch.Tensor, step: int) -> float:
         """The training loss of adapter `theta` on the batch of local step `step` (0 ≤ step < R),
         forward only, without dropout, in float32 whatever model.autocast says (zeroth-order client
-        steps: a two-point difference at ε = 5e-4 vanishes in bfloat16, measured g = 0 on SmolLM2)."""
+        steps: at ε = 5e-4 a two-point difference in bfloat16 is rounding noise on SmolLM2;
+        benchmarks/zeroth_order.py)."""
 
     def log_step(self, loss: float) -> None:
         """Record one local step's loss (progress bars, the round's mean training loss) where the

@@ -13,8 +13,8 @@ probabilities: a softmax of each seed's min-max-normalised mean |g| over the his
 
 Deviation from the paper: the perturbed and trained parameters are the LoRA adapter's (initialised as
 every other LoRA algorithm's), not the full model's. A stateless client replaying K = 4096
-directions over SmolLM2-135M's 135M weights would draw 4096 × 135M Gaussians per message (about an
-hour on a 2-core CPU); over the LoRA adapter it is seconds. The seed scalars and the messages are
+directions over SmolLM2-135M's 135M weights would draw 4096 × 135M Gaussians per message (51 minutes
+on one thread of an AMD EPYC; benchmarks/zeroth_order.py); over the LoRA adapter, 0.1 minutes. The seed scalars and the messages are
 exactly the paper's.
 """
 

@@ -52,7 +52,8 @@ def laplacian_step(thetas: torch.Tensor, adjacency: torch.Tensor, step: float,
 
 def _product(mixing: torch.Tensor, thetas: torch.Tensor) -> torch.Tensor:
     """mixing @ thetas, as a sparse product where `mixing` is mostly zeros (a sparse graph); a CPU
-    sparse product costs about 8x a dense one per non-zero (measured on AMD EPYC, 2 cores)."""
+    sparse product costs about 8-10x a dense one per non-zero (benchmarks/server_step.py prints it:
+    9.7x on AMD EPYC, 2 cores)."""
     if mixing.count_nonzero() * 8 < mixing.numel():
         return torch.sparse.mm(mixing.to_sparse(), thetas)
     return mixing @ thetas
