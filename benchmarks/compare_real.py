@@ -29,8 +29,12 @@ import torch
 from mira.compare import compare
 from mira.config import load_config
 from mira.report import write_report
+from mira.results import archive_run, is_finished
 
 ROOT = Path(__file__).resolve().parents[1]
+RUNS = "runs"
+"""In a results folder: the records of its finished sub-runs (metrics, no adapters), kept in the repository
+so that a fresh checkout reports, and continues, a comparison without training them again."""
 SHARED = ROOT.parent / "shared" / "data"
 DATASETS = {
     "synthetic": ["data.source=synthetic"],
@@ -79,8 +83,27 @@ def main() -> None:
     overrides = [*DATASETS[args.dataset], *BUDGET, f"model.name='{args.model}'", f"name='{name}'",
                  f"out_dir='{ROOT / 'runs' / 'benchmarks'}'", *args.overrides]
     cfg = load_config(None, overrides)
-    out = compare(cfg, args.algorithms.split(","), [int(s) for s in args.seeds.split(",")])
+    out = compare_kept(cfg, args.algorithms.split(","), [int(s) for s in args.seeds.split(",")], name)
     publish(out, name, overrides, "benchmarks/compare_real.py")
+
+
+def compare_kept(cfg, variants: list[str], seeds: list[int], name: str, params: dict | None = None) -> Path:
+    """`mira compare` whose finished sub-runs are recorded under benchmarks/results/<name>/runs/ as each
+    finishes, and taken from there (not trained again) where the run folder is missing."""
+    kept = ROOT / "benchmarks" / "results" / name / RUNS
+    out = cfg.run_dir
+    for record in sorted(kept.iterdir()) if kept.is_dir() else []:
+        if not is_finished(out / record.name):
+            shutil.copytree(record, out / record.name, dirs_exist_ok=True)
+
+    def keep(run: Path) -> None:
+        archive_run(run, kept / run.name)
+
+    compare(cfg, variants, seeds, params=params, on_finished=keep)
+    for run in sorted(out.iterdir()):  # also those finished before: by another command, or before this was kept
+        if run.is_dir() and is_finished(run) and not (kept / run.name).is_dir():
+            keep(run)
+    return out
 
 
 def publish(out: Path, name: str, overrides: list[str], script: str) -> None:

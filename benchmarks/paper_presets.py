@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_real import ROOT, publish  # noqa: E402
+from compare_real import ROOT, compare_kept, publish  # noqa: E402
 
-from mira.compare import compare, read_params  # noqa: E402
+from mira.compare import read_params  # noqa: E402
 from mira.config import load_config  # noqa: E402
 
 # 20 of the paper's 60 rounds, 4 local steps of 8 examples cut to 128 tokens; evaluation every 5 rounds
@@ -43,7 +43,7 @@ def main() -> None:
     cfg = load_config(ROOT / "configs" / f"paper_{args.preset}.toml", overrides)
     variants = args.algorithms.split(",")
     params = read_params(args.params, variants) if args.params else None
-    out = compare(cfg, variants, [int(s) for s in args.seeds.split(",")], params=params)
+    out = compare_kept(cfg, variants, [int(s) for s in args.seeds.split(",")], name, params)
     publish(out, name, overrides, "benchmarks/paper_presets.py")
 
 

@@ -7,9 +7,11 @@ validation-selected test numbers side by side. Results go to benchmarks/results/
 
 Two single-threaded processes use both cores: run the stages with disjoint --algorithms subsets side
 by side (OMP_NUM_THREADS=1), then `--stage report` with the full list. Every stage resumes where it
-stopped; the tuning study and the comparison's sub-runs live under runs/benchmarks/, and the study
-is copied to the results folder after each stage, so a search begun on another machine continues
-from it (a trial that was running there starts again).
+stopped; the tuning study and the comparison's sub-runs live under runs/benchmarks/. The study is
+copied to the results folder after every trial, and each finished sub-run's record (metrics, no
+adapters) to its runs/ folder, so a search or comparison begun on another machine, or in a checkout
+since deleted, continues from them (a trial or sub-run that was running there starts again).
+`--report-dir` writes the report of a subset of the variants elsewhere than the results folder.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_real import DATASETS, ROOT, device_name  # noqa: E402
+from compare_real import DATASETS, ROOT, compare_kept, device_name  # noqa: E402
 
-from mira.compare import compare, read_params  # noqa: E402
+from mira.compare import read_params  # noqa: E402
 from mira.config import load_config  # noqa: E402
 from mira.report import write_report  # noqa: E402
 from mira.tune import BEST_PARAMS, STUDY_DB, tune, write_tables  # noqa: E402
@@ -57,6 +59,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--report-dir", type=Path, help="where the report goes (default: the results folder)")
     args = parser.parse_args()
 
     variants = args.algorithms.split(",")
@@ -71,19 +74,25 @@ def main() -> None:
     if not (tuned / STUDY_DB).exists() and (target / STUDY_DB).exists():  # a search begun on another machine
         tuned.mkdir(parents=True, exist_ok=True)
         shutil.copy(target / STUDY_DB, tuned / STUDY_DB)
+
+    def keep_study() -> None:
+        write_tables(tuned)
+        for path in ["trials.md", "trials.csv", BEST_PARAMS, STUDY_DB]:
+            shutil.copy(tuned / path, target / path)
+
     if args.stage in ("tune", "all"):
-        tune(cfg, variants, args.trials, seed=0)
-    write_tables(tuned)
-    for path in ["trials.md", "trials.csv", BEST_PARAMS, STUDY_DB]:
-        shutil.copy(tuned / path, target / path)
+        tune(cfg, variants, args.trials, seed=0, on_trial=keep_study)
+    keep_study()
     if args.stage in ("compare", "report", "all"):
         seeds = [int(s) for s in args.seeds.split(",")]
         params = read_params(tuned / BEST_PARAMS, variants)
-        out = compare(load_config(None, overrides + [f"name='{name}'"]), variants, seeds, params=params)
+        out = compare_kept(load_config(None, overrides + [f"name='{name}'"]), variants, seeds, name, params)
         if args.stage != "compare":
+            report_dir = args.report_dir or target
+            report_dir.mkdir(parents=True, exist_ok=True)
             for path in write_report(out) + [out / "config.toml"]:
-                shutil.copy(path, target / path.name)
-            print((target / "results.md").read_text())
+                shutil.copy(path, report_dir / path.name)
+            print((report_dir / "results.md").read_text())
     log = target / "run.json"
     runs = json.loads(log.read_text())["runs"] if log.is_file() else []
     runs.append({"stage": args.stage, "algorithms": variants, "seconds": round(time.time() - begin),

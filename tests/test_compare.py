@@ -2,7 +2,11 @@ import csv
 import json
 import shutil
 
+import pytest
+
 from mira.cli import main
+from mira.export import RunModel
+from mira.results import archive_run
 
 TINY = ["model.name=tiny-random", "data.train_per_client=12", "data.test_per_client=6", "train.local_steps=2",
         "train.batch_size=4", "train.lr=0.05", "federation.rounds=2", "eval.eval_every=1",
@@ -48,6 +52,21 @@ def test_compare_runs_all_variants_and_reports(tmp_path, capsys):
     (out / "results.md").unlink()
     assert main(["report", str(out)]) == 0  # re-render without training
     assert (out / "results.md").read_text() == md
+
+    # the sub-runs' records without their adapters (as benchmarks keep them) report the same, and a
+    # comparison over them trains nothing again
+    for run in [p for p in out.iterdir() if p.is_dir()]:
+        archive_run(run, tmp_path / "kept" / run.name)
+        shutil.rmtree(run)
+    shutil.copytree(tmp_path / "kept", out, dirs_exist_ok=True)
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.jsonl")}
+    assert main(_args(tmp_path)) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/metrics.jsonl")} == stamps
+    assert (out / "results.md").read_text() == md and not (out / "fedit-s0" / "adapters").exists()
+    with pytest.raises(FileNotFoundError, match="archived record of a run"):
+        RunModel(out / "fedit-s0")
+    with pytest.raises(ValueError, match="not finished"):
+        archive_run(tmp_path, tmp_path / "nowhere")
 
 
 def test_compare_continues_and_report_errors(tmp_path, capsys):

@@ -39,7 +39,9 @@ def test_tuning_never_reads_the_test_split(tmp_path, monkeypatch):
 
     monkeypatch.setattr(mira.client, "build_workspace", guarded)
     cfg = load_config(None, [*TINY, f"out_dir='{tmp_path}'", "name=guarded"])
-    out = tune(cfg, ["mira@learned", "ditto"], trials=2, progress=False)
+    finished = []
+    out = tune(cfg, ["mira@learned", "ditto"], trials=2, progress=False, on_trial=lambda: finished.append(1))
+    assert len(finished) == 4  # after every trial of every variant
     storage = f"sqlite:///{out / 'study.db'}"
     for name in ("mira+learned", "ditto"):
         trials = optuna.load_study(study_name=name, storage=storage).trials

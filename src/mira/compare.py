@@ -53,10 +53,11 @@ def read_params(path: str | Path, variants: list[str]) -> dict[str, dict]:
 
 
 def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool = True,
-            params: dict[str, dict] | None = None) -> Path:
+            params: dict[str, dict] | None = None, on_finished=None) -> Path:
     """Run every variant for every seed into <out_dir>/<name>/<variant>-s<seed>/ and return the
     comparison directory; `params` gives each variant its own settings (from `mira tune`).
-    Finished sub-runs are kept, so an interrupted comparison continues."""
+    Finished sub-runs are kept, so an interrupted comparison continues; `on_finished(run_dir)` is
+    called as each sub-run of this call finishes."""
     if not variants or not seeds:
         raise ConfigError("compare: give at least one algorithm and one seed")
     params = params or {}
@@ -81,4 +82,6 @@ def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool =
                          initial_evaluation=initial.get(kind))
             if kind not in initial and not resume:
                 initial[kind] = evaluation_part(result.history[0])
+            if on_finished is not None:
+                on_finished(sub.run_dir)
     return out

@@ -14,7 +14,7 @@ from .config import Config, load_config
 from .data.encode import format_prompt
 from .lora import AdapterSlot, load_adapter
 from .model import attach_adapter, load_base_model
-from .results import ADAPTERS, CLIENTS_JSON, SELECTED
+from .results import ADAPTERS, ARCHIVED, CLIENTS_JSON, SELECTED
 
 
 class RunModel:
@@ -25,6 +25,9 @@ class RunModel:
         self.run_dir = Path(run_dir)
         if not (self.run_dir / "config.toml").is_file() or not (self.run_dir / CLIENTS_JSON).is_file():
             raise FileNotFoundError(f"{self.run_dir}: not a mira run directory (config.toml, {CLIENTS_JSON} missing)")
+        if (self.run_dir / ARCHIVED).is_file():
+            raise FileNotFoundError(f"{self.run_dir}: the archived record of a run (metrics, no adapters); "
+                                    "use the run's own folder")
         self.cfg: Config = load_config(self.run_dir / "config.toml")
         self.clients: list[dict] = json.loads((self.run_dir / CLIENTS_JSON).read_text())
         base, self.tokenizer = load_base_model(self.cfg.model)

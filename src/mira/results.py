@@ -18,6 +18,9 @@ ADAPTERS = "adapters"
 """The final adapters of a run; the folder appears (by a rename) only when the run has finished."""
 SELECTED = "selected"
 """Inside ADAPTERS: each client's adapter of the round with its lowest validation loss."""
+ARCHIVED = "archived.json"
+"""In a finished run's record copied without its adapters (`archive_run`)."""
+RECORD = (METRICS_JSONL, "metrics.csv", CLIENTS_JSON, "config.toml")
 
 
 def label(spec: str) -> str:
@@ -26,8 +29,22 @@ def label(spec: str) -> str:
 
 
 def is_finished(run_dir: Path) -> bool:
-    """Whether the run in `run_dir` trained all its rounds and wrote its final adapters."""
-    return (run_dir / ADAPTERS).is_dir()
+    """Whether the run in `run_dir` trained all its rounds: it wrote its final adapters, or the folder
+    is the archived record of such a run."""
+    return (run_dir / ADAPTERS).is_dir() or (run_dir / ARCHIVED).is_file()
+
+
+def archive_run(run_dir: Path, target: Path) -> None:
+    """Copy a finished run's record (metrics, clients, config; not its adapters) to `target`, marked
+    as archived: enough for `mira report` and for `mira compare` to count the run as done, where the
+    run folder itself is gone (a benchmark keeps these beside its tables)."""
+    if not is_finished(run_dir):
+        raise ValueError(f"{run_dir}: the run has not finished; only finished runs are archived")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in RECORD:
+        if (run_dir / name).is_file():
+            atomic_write_text(target / name, (run_dir / name).read_text())
+    atomic_write_text(target / ARCHIVED, json.dumps({"run": run_dir.name}))
 
 
 def write_clients(run_dir: Path, clients: list[ClientData]) -> None:

@@ -47,9 +47,11 @@ def _storage(path: Path):
                                                                                   inherit_intermediate_values=True))
 
 
-def tune(cfg: Config, variants: list[str], trials: int, seed: int = 0, progress: bool = True) -> Path:
+def tune(cfg: Config, variants: list[str], trials: int, seed: int = 0, progress: bool = True,
+         on_trial=None) -> Path:
     """Run `trials` trials for every variant on seed `seed` under <out_dir>/<name>/, write
-    best_params.toml (for `mira compare --params`) and trials.md / trials.csv; return the folder."""
+    best_params.toml (for `mira compare --params`) and trials.md / trials.csv; return the folder.
+    `on_trial()` is called after every trial (finished, pruned or failed)."""
     import optuna
 
     if trials < 1 or not variants:
@@ -75,7 +77,7 @@ def tune(cfg: Config, variants: list[str], trials: int, seed: int = 0, progress:
         ws = shared_workspace(workspaces, variant_config(cfg, spec, seed, out))
         study.optimize(lambda trial: _objective(trial, cfg, spec, seed, out, ws, progress,
                                                 initial.setdefault(adapter_kind(ws.cfg), {})),
-                       n_trials=trials - done)
+                       n_trials=trials - done, callbacks=[lambda *_: on_trial()] if on_trial else None)
     write_tables(out)
     return out
 
@@ -123,11 +125,9 @@ def write_tables(out: Path) -> list[Path]:
         if complete:
             best[spec] = study.best_trial.user_attrs["overrides"]
         for t in study.trials:
-            run_dir = Path(t.user_attrs.get("run_dir", ""))
-            history = read_history(run_dir) if t.user_attrs.get("run_dir") else []
             rows.append({"variant": label(spec), "trial": t.number, "state": t.state.name,
                          "value": "" if t.value is None else f"{t.value:.4f}",
-                         "rounds": history[-1]["round"] if history else "",
+                         "rounds": max(t.intermediate_values, default=""),  # the last round evaluated
                          "params": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                              for k, v in t.params.items()),
                          "best": "yes" if complete and t.number == study.best_trial.number else ""})
