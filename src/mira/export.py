@@ -8,12 +8,11 @@ from pathlib import Path
 
 import torch
 
-from .algorithms import adapter_kind
 from .checkpoint import load_checkpoint
+from .client import build_model
 from .config import Config, load_config
 from .data.encode import format_prompt
-from .lora import AdapterSlot, load_adapter
-from .model import attach_adapter, load_base_model
+from .lora import load_adapter
 from .results import ADAPTERS, ARCHIVED, CLIENTS_JSON, SELECTED
 
 
@@ -30,9 +29,7 @@ class RunModel:
                                     "use the run's own folder")
         self.cfg: Config = load_config(self.run_dir / "config.toml")
         self.clients: list[dict] = json.loads((self.run_dir / CLIENTS_JSON).read_text())
-        base, self.tokenizer = load_base_model(self.cfg.model)
-        self.model = attach_adapter(base, self.cfg.model, self.cfg.seed, adapter_kind(self.cfg))
-        self.slot = AdapterSlot(self.model)
+        self.model, self.tokenizer, self.slot = build_model(self.cfg)
 
     def client_index(self, client: str) -> int:
         """A client by name or by index."""
@@ -70,7 +67,7 @@ class RunModel:
         """Client k's greedy answer to `prompt`, formatted as in training."""
         self.use(k)
         text = format_prompt(prompt, self.tokenizer, self.cfg.model.prompt_format)
-        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")
+        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").to(next(self.model.parameters()).device)
         out = self.model.generate(**ids, do_sample=False, max_new_tokens=max_new_tokens,
                                   pad_token_id=self.tokenizer.pad_token_id,
                                   eos_token_id=self.tokenizer.eos_token_id)
