@@ -12,6 +12,7 @@ from .checkpoint import load_checkpoint
 from .client import build_model
 from .config import Config, load_config
 from .data.encode import format_prompt
+from .generation import greedy
 from .lora import load_adapter
 from .results import ADAPTERS, ARCHIVED, CLIENTS_JSON, SELECTED
 
@@ -67,8 +68,6 @@ class RunModel:
         """Client k's greedy answer to `prompt`, formatted as in training."""
         self.use(k)
         text = format_prompt(prompt, self.tokenizer, self.cfg.model.prompt_format)
-        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").to(next(self.model.parameters()).device)
-        out = self.model.generate(**ids, do_sample=False, max_new_tokens=max_new_tokens,
-                                  pad_token_id=self.tokenizer.pad_token_id,
-                                  eos_token_id=self.tokenizer.eos_token_id)
+        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")
+        out = greedy(self.model, self.tokenizer, ids["input_ids"], ids["attention_mask"], max_new_tokens)
         return self.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()

@@ -12,6 +12,7 @@ import torch
 
 from .data import Example
 from .data.encode import IGNORE, Encoded
+from .model import virtual_tokens
 
 
 @cache
@@ -38,12 +39,29 @@ def exact_match(prediction: str, references: tuple[str, ...]) -> float:
 
 
 @torch.no_grad()
-def generate(model, tokenizer, encoded: list[Encoded], max_new_tokens: int, batch_size: int) -> list[str]:
-    """Greedy continuations of the prompts (the unmasked prefix of each encoded example), in eval mode."""
-    model.eval()
+def greedy(model, tokenizer, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    """Greedy decoding of a batch of (left-padded) prompts: prompts followed by their continuations.
+
+    Under a prompt-learning adapter (P-tuning) PEFT 0.21's generate with transformers 5 decodes
+    wrongly from the KV cache (the answers stop or go astray after a token; cf. huggingface/peft#2123),
+    so there every step recomputes the whole sequence instead."""
     device = next(model.parameters()).device
+    with warnings.catch_warnings():  # PEFT's P-tuning ignores the position ids generate passes, and says so
+        warnings.filterwarnings("ignore", message="Position ids are not supported")
+        return model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                              max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                              eos_token_id=tokenizer.eos_token_id, use_cache=virtual_tokens(model) == 0)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, encoded: list[Encoded], max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy continuations of the prompts (the unmasked prefix of each encoded example), in eval mode.
+    Under P-tuning one prompt at a time: PEFT ignores position ids there, so left padding would shift
+    the prompt's positions against the virtual tokens'."""
+    model.eval()
     prompts = [e.input_ids[:next((i for i, lab in enumerate(e.labels) if lab != IGNORE), len(e.labels))]
                for e in encoded]
+    batch_size = 1 if virtual_tokens(model) else batch_size
     outputs = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
@@ -53,11 +71,7 @@ def generate(model, tokenizer, encoded: list[Encoded], max_new_tokens: int, batc
         for i, p in enumerate(chunk):  # left padding, so every continuation starts at the same column
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
-        with warnings.catch_warnings():  # PEFT's P-tuning ignores the position ids generate passes, and says so
-            warnings.filterwarnings("ignore", message="Position ids are not supported")
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)
+        out = greedy(model, tokenizer, ids, mask, max_new_tokens)
         outputs += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
     return [o.strip() for o in outputs]
 
