@@ -1,6 +1,8 @@
 import csv
 import json
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +99,15 @@ def test_compare_continues_and_report_errors(tmp_path, capsys):
     shutil.rmtree(out / "local-s0" / "adapters")
     assert main(["report", str(out)]) == 2
     assert "local not finished for seeds [0]" in capsys.readouterr().err
+
+
+def test_kept_sub_run_records_are_not_ignored_by_git():
+    """The benchmarks commit their sub-runs' records under benchmarks/results/<name>/runs/; an ignore
+    rule for the top-level runs/ folder must not swallow them (it once did, and they were lost)."""
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    kept = "benchmarks/results/verdict-ni/runs/fedit-s0/metrics.jsonl"
+    ignored = subprocess.run(["git", "check-ignore", kept, "runs/default/metrics.jsonl"], cwd=root,
+                             capture_output=True, text=True).stdout.split()
+    assert ignored == ["runs/default/metrics.jsonl"]
