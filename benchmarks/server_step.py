@@ -1,7 +1,8 @@
 """MIRA's server step alone against the number of clients K: one round's aggregate on a (K × P) state
 of random adapters (P = 921,600: SmolLM2-135M's r = 16 q/v adapter, as in the paper presets), a
 random task graph and 10 % of the clients replying; prints the seconds of one step (after a warm-up)
-for each neighbour rule, and what the rule's product costs done dense and sparse.
+for each neighbour rule, and what the rule's product costs done dense and sparse; first, what writing
+that state as a checkpoint costs in seconds and in memory above the state itself.
 
     python benchmarks/server_step.py --clients 200
 """
@@ -9,7 +10,9 @@ for each neighbour rule, and what the rule's product costs done dense and sparse
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_real import device_name  # noqa: E402
 
 from mira.algorithms import Mira  # noqa: E402
+from mira.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
 from mira.graph import laplacian, normalize_graph, random_graph  # noqa: E402
 
 
@@ -34,6 +38,13 @@ def main() -> None:
     sampled = list(range(0, k, 10))
     replies = {c: {"adapter": thetas[c] + 0.01} for c in sampled}
     print(f"K = {k}, P = {p:,}, {len(sampled)} replies, random graph; {device_name()}")
+    peak_gib = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # noqa: E731 (Linux: KiB)
+    before = peak_gib()
+    with tempfile.TemporaryDirectory() as folder:
+        begin = time.perf_counter()
+        save_checkpoint(Path(folder), Checkpoint(1, thetas, {}))
+        print(f"checkpoint of the {thetas.numel() * 4 / 2**30:.2f} GiB state: {time.perf_counter() - begin:.1f} s, "
+              f"peak RSS {before:.2f} -> {peak_gib():.2f} GiB")
     for neighbours in ("sampled", "all"):
         rule = Mira(adjacency, 0.4, neighbours)
         rule.aggregate(thetas, replies, {c: 1 for c in sampled})  # warm-up
