@@ -23,6 +23,7 @@ class InProcess:
     """The `Backend` where every client trains and evaluates in this process, on the one shared model."""
 
     ws: ClientWorkspace
+    progress: bool = True  # a bar over the clients while evaluating
     bytes_per_value: int = 4  # float32, as a networked run sends them
 
     def train(self, sent, round_, optimizer_states, progress, on_step=None) -> tuple[list[ClientUpdate], dict]:
@@ -56,9 +57,11 @@ class InProcess:
     def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
         rows = global_loss_clients(self.ws.cfg, len(self.ws.ids)) if full and test else []
         cross = thetas[rows]
+        clients = tqdm(self.ws.ids, leave=False, disable=not self.progress,
+                       desc="evaluating" + (" (global loss, ROUGE-L)" if full and test else ""))
         return summarise_evaluation([c.name for c in self.ws.clients],
                                     {k: evaluate_client(self.ws, k, thetas[k], full, cross if k in rows else None, test)
-                                     for k in self.ws.ids}, rows)
+                                     for k in clients}, rows)
 
 
 def run(cfg: Config, overwrite: bool = False, progress: bool = True, ws: ClientWorkspace | None = None,
@@ -71,5 +74,5 @@ def run(cfg: Config, overwrite: bool = False, progress: bool = True, ws: ClientW
     ws = ws or build_workspace(cfg)
     log.info("%d clients:\n%s", len(ws.clients), partition_summary(ws.clients))
     algorithm = build_algorithm(cfg, ws.clients, ws.slot.layout, ws.initial_theta)
-    return run_federation(cfg, ws.clients, ws.slot.layout, ws.initial_theta, algorithm, InProcess(ws), progress,
-                          resume, tuning, on_evaluation, initial_evaluation)
+    return run_federation(cfg, ws.clients, ws.slot.layout, ws.initial_theta, algorithm, InProcess(ws, progress),
+                          progress, resume, tuning, on_evaluation, initial_evaluation)
