@@ -94,10 +94,11 @@ def main() -> None:
                 shutil.copy(path, report_dir / path.name)
             print((report_dir / "results.md").read_text())
     log = target / "run.json"
-    runs = json.loads(log.read_text())["runs"] if log.is_file() else []
+    logged = json.loads(log.read_text()) if log.is_file() else {"device": device_name()}  # the first stage's
+    runs = logged.get("runs", [])
     runs.append({"stage": args.stage, "algorithms": variants, "seconds": round(time.time() - begin),
-                 "command": "python " + shlex.join(["benchmarks/verdict.py", *sys.argv[1:]])})
-    log.write_text(json.dumps({"device": device_name(), "torch": torch.__version__, "overrides": overrides,
+                 "device": device_name(), "command": "python " + shlex.join(["benchmarks/verdict.py", *sys.argv[1:]])})
+    log.write_text(json.dumps({"device": logged["device"], "torch": torch.__version__, "overrides": overrides,
                                "runs": runs}, indent=1))
     print(f"results in {target}/")
 
