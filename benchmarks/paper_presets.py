@@ -1,6 +1,7 @@
 """The paper's regime (configs/paper_ni.toml, configs/paper_dolly.toml: 80 clients, 10 % sampled, batch
-8, LoRA r = 16, Adam, random task weights) at a reduced, stated budget of about 35 minutes a variant
-on one of 2 CPU cores with SmolLM2-135M: fewer rounds and local steps, shorter examples, smaller
+8, LoRA r = 16, Adam, random task weights) at a reduced, stated budget of 40-45 minutes a variant
+on one of 2 CPU cores with SmolLM2-135M (13-22 of them training, the rest evaluation; FedPTuning's
+evaluation is several times slower): fewer rounds and local steps, shorter examples, smaller
 evaluation sets, bfloat16 autocast where the CPU has it (FedKSeed's forward passes stay float32). Same
 80 clients and 10 % sampling; `--set federation.rounds=60` (and so on) moves towards the full preset.
 Results, with plots, go to benchmarks/results/paper-<preset>-reduced/.
@@ -27,7 +28,7 @@ from mira.config import load_config  # noqa: E402
 # 15 of the paper's 60 rounds (a client is sampled 1.5 times on average), 2 local steps of 8 examples cut
 # to 128 tokens; 8 validation and 8 test examples a client; validation and local test loss of all 80
 # clients every 5 rounds; the global loss (a sample of 8 clients) and ROUGE-L (4 answers of 16 tokens a
-# client) at round 0 and the end. About 35 minutes a variant single-threaded on 2 shared CPU cores.
+# client) at round 0 and the end.
 REDUCED = ["federation.rounds=15", "train.local_steps=2", "model.max_length=128", "eval.eval_every=5",
            "data.val_per_client=8", "data.test_per_client=8", "eval.global_loss_clients=8",
            "eval.max_new_tokens=16", "model.autocast='bfloat16'"]
