@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = "runs"
 """In a results folder: the records of its finished sub-runs (metrics, no adapters), kept in the repository
 so that a fresh checkout reports, and continues, a comparison without training them again."""
+DEVICE_JSON = "device.json"  # beside a kept record: the device that trained it
 SHARED = ROOT.parent / "shared" / "data"
 DATASETS = {
     "synthetic": ["data.source=synthetic"],
@@ -96,24 +97,30 @@ def compare_kept(cfg, variants: list[str], seeds: list[int], name: str, params: 
         if not is_finished(out / record.name):
             shutil.copytree(record, out / record.name, dirs_exist_ok=True)
 
-    def keep(run: Path) -> None:
+    def keep(run: Path, trained_here: bool = True) -> None:
         archive_run(run, kept / run.name)
+        if trained_here:
+            (kept / run.name / DEVICE_JSON).write_text(json.dumps({"device": device_name()}))
 
     compare(cfg, variants, seeds, params=params, on_finished=keep)
     for run in sorted(out.iterdir()):  # also those finished before: by another command, or before this was kept
         if run.is_dir() and is_finished(run) and not (kept / run.name).is_dir():
-            keep(run)
+            keep(run, trained_here=False)
     return out
 
 
 def publish(out: Path, name: str, overrides: list[str], script: str) -> None:
     """Report the comparison in `out` and copy its tables, plots and config to benchmarks/results/<name>/
-    with run.json (device, torch version, the exact command and overrides); print the tables."""
+    with run.json (the device that published it and, where recorded, the one that trained each sub-run;
+    torch version, the exact command and overrides); print the tables."""
     target = ROOT / "benchmarks" / "results" / name
     target.mkdir(parents=True, exist_ok=True)
     for path in write_report(out) + [out / "config.toml"]:
         shutil.copy(path, target / path.name)
-    (target / "run.json").write_text(json.dumps({"device": device_name(), "torch": torch.__version__,
+    trained_on = {path.parent.name: json.loads(path.read_text())["device"]
+                  for path in sorted(target.glob(f"{RUNS}/*/{DEVICE_JSON}"))}
+    (target / "run.json").write_text(json.dumps({"device": device_name(), "trained_on": trained_on,
+                                                 "torch": torch.__version__,
                                                  "command": "python " + shlex.join([script, *sys.argv[1:]]),
                                                  "overrides": overrides}, indent=1))
     print((target / "results.md").read_text())
