@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from mira.checkpoint import atomic_write_text
 from mira.compare import compare
 from mira.config import load_config
 from mira.report import write_report
@@ -100,7 +101,7 @@ def compare_kept(cfg, variants: list[str], seeds: list[int], name: str, params: 
     def keep(run: Path, trained_here: bool = True) -> None:
         archive_run(run, kept / run.name)
         if trained_here:
-            (kept / run.name / DEVICE_JSON).write_text(json.dumps({"device": device_name()}))
+            atomic_write_text(kept / run.name / DEVICE_JSON, json.dumps({"device": device_name()}))
 
     compare(cfg, variants, seeds, params=params, on_finished=keep)
     for run in sorted(out.iterdir()):  # also those finished before: by another command, or before this was kept
