@@ -113,7 +113,7 @@ def test_a_checkpoint_written_before_the_client_rounds_split_still_resumes(tmp_p
     assert resumed.history[-1]["mean_local_loss"] == pytest.approx(4.4622345979510065, abs=1e-6)
     straight = run(cfg.model_copy(update={"name": "straight"}), progress=False)
     # The fixture's round 1 was computed on another CPU: its adapters already differ from this machine's
-    # round 1 by ~3e-6 (AMD EPYC vs Intel Xeon rounding), which Adam's second step amplifies. Exact resume
+    # round 1 by ~3e-6 (measured on an Intel Xeon), which Adam's second step amplifies. Exact resume
     # on one machine is asserted in test_baselines and test_reliability; here it must load and continue.
     torch.testing.assert_close(resumed.thetas, straight.thetas, rtol=0, atol=1e-4)
     old_round_1 = json.loads((OLD_RUN / "metrics.jsonl").read_text().splitlines()[1])
