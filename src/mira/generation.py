@@ -3,12 +3,13 @@ exact match, against every reference answer of an example."""
 
 from __future__ import annotations
 
+import inspect
 import re
 import string
-import warnings
 from functools import cache
 
 import torch
+from transformers import DynamicCache
 
 from .data import Example
 from .data.encode import IGNORE, Encoded
@@ -40,28 +41,52 @@ def exact_match(prediction: str, references: tuple[str, ...]) -> float:
 
 @torch.no_grad()
 def greedy(model, tokenizer, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
-    """Greedy decoding of a batch of (left-padded) prompts: prompts followed by their continuations.
-
-    Under a prompt-learning adapter (P-tuning) PEFT 0.21's generate with transformers 5 decodes
-    wrongly from the KV cache (the answers stop or go astray after a token; cf. huggingface/peft#2123),
-    so there every step recomputes the whole sequence instead."""
+    """Greedy decoding of a batch of (left-padded) prompts: prompts followed by their continuations."""
+    if virtual_tokens(model):
+        return _greedy_after_virtual_tokens(model, tokenizer, ids, mask, max_new_tokens)
     device = next(model.parameters()).device
-    with warnings.catch_warnings():  # PEFT's P-tuning ignores the position ids generate passes, and says so
-        warnings.filterwarnings("ignore", message="Position ids are not supported")
-        return model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                              max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                              eos_token_id=tokenizer.eos_token_id, use_cache=virtual_tokens(model) == 0)
+    return model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                          max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                          eos_token_id=tokenizer.eos_token_id)
+
+
+def _greedy_after_virtual_tokens(model, tokenizer, ids: torch.Tensor, mask: torch.Tensor,
+                                 max_new_tokens: int) -> torch.Tensor:
+    """Greedy decoding under a prompt-learning adapter (P-tuning), with the KV cache: the virtual tokens'
+    embeddings, then each prompt at the positions PEFT's forward gives it unpadded (position ids from the
+    attention mask, so left padding shifts nothing). PEFT 0.21's own generate decodes wrongly from the
+    cache with transformers 5 (cf. huggingface/peft#2123) and ignores position ids."""
+    base = model.get_base_model()
+    device = next(model.parameters()).device
+    ids, mask = ids.to(device), mask.to(device)
+    embed = base.get_input_embeddings()
+    prompts = model.get_prompt(batch_size=len(ids)).to(embed.weight.dtype)
+    mask = torch.cat([torch.ones(len(ids), prompts.shape[1], dtype=mask.dtype, device=device), mask], dim=1)
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    # transformers 5 calls the cache argument `cache`, 4.x `past_key_values`; the cache fills in place
+    kv = {"cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values": DynamicCache()}
+    out = base(inputs_embeds=torch.cat([prompts, embed(ids)], dim=1), attention_mask=mask,
+               position_ids=positions, use_cache=True, **kv)
+    finished = torch.zeros(len(ids), dtype=torch.bool, device=device)
+    new_tokens = []
+    for _ in range(max_new_tokens):
+        token = out.logits[:, -1].argmax(-1).masked_fill(finished, tokenizer.pad_token_id)
+        new_tokens.append(token)
+        finished |= token == tokenizer.eos_token_id
+        if finished.all() or len(new_tokens) == max_new_tokens:
+            break
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        positions = positions[:, -1:] + 1
+        out = base(input_ids=token[:, None], attention_mask=mask, position_ids=positions, use_cache=True, **kv)
+    return torch.cat([ids, torch.stack(new_tokens, dim=1)], dim=1)
 
 
 @torch.no_grad()
 def generate(model, tokenizer, encoded: list[Encoded], max_new_tokens: int, batch_size: int) -> list[str]:
-    """Greedy continuations of the prompts (the unmasked prefix of each encoded example), in eval mode.
-    Under P-tuning one prompt at a time: PEFT ignores position ids there, so left padding would shift
-    the prompt's positions against the virtual tokens'."""
+    """Greedy continuations of the prompts (the unmasked prefix of each encoded example), in eval mode."""
     model.eval()
     prompts = [e.input_ids[:next((i for i, lab in enumerate(e.labels) if lab != IGNORE), len(e.labels))]
                for e in encoded]
-    batch_size = 1 if virtual_tokens(model) else batch_size
     outputs = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
