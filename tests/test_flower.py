@@ -48,7 +48,7 @@ def assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: fl
 
 def assert_same_as_simulator(tmp_path: Path, run_dir: Path, overrides: str, log: str) -> list[str]:
     """The Flower run in `run_dir` against the simulator with the same overrides: adapters (1e-5),
-    losses, traffic and clients. Returns the clients' names."""
+    losses (also the selected adapters'), traffic and clients. Returns the clients' names."""
     assert (run_dir / "metrics.jsonl").exists(), log[-3000:]
     expected = run(simulator_config(tmp_path, overrides), progress=False).run_dir
     got, want = adapters(run_dir), adapters(expected)
@@ -58,6 +58,9 @@ def assert_same_as_simulator(tmp_path: Path, run_dir: Path, overrides: str, log:
     for flower_record, sim_record in zip(records(run_dir), records(expected), strict=True):
         for key in ("mean_local_loss", "mean_val_loss", "mean_global_loss", "bytes_up", "bytes_down", "bytes_state"):
             assert flower_record.get(key) == pytest.approx(sim_record.get(key), abs=1e-4)
+    for key in ("mean_local_loss", "mean_global_loss", "mean_rouge_l"):  # of the validation-selected adapters
+        assert records(run_dir)[-1].get("selected", {}).get(key) == pytest.approx(
+            records(expected)[-1].get("selected", {}).get(key), abs=1e-4)
     assert json.loads((run_dir / "clients.json").read_text()) == json.loads((expected / "clients.json").read_text())
     return sorted(got)
 

@@ -14,7 +14,8 @@ from mira.data import Task, load_clients
 from mira.data.partition import partition
 from mira.evaluate import losses_on
 from mira.lora import load_adapter
-from mira.simulation import run
+from mira.rounds import global_loss_clients
+from mira.simulation import InProcess, run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -77,6 +78,27 @@ def test_each_client_keeps_its_lowest_validation_adapter(tiny_config, tmp_path):
     exported = load_file(out / "adapter_model.safetensors")
     mine = load_file(cfg.run_dir / "adapters" / "selected" / f"{names[0]}.safetensors")
     assert exported.keys() == mine.keys() and all(torch.equal(exported[key], mine[key]) for key in mine)
+
+
+def test_only_clients_whose_selected_adapter_changed_are_evaluated_again(tiny_config, monkeypatch):
+    cfg = tiny_config("name=selpass", "data.val_per_client=6", "federation.rounds=3", "train.lr=1.0",
+                      "federation.algorithm=local", "federation.sample_fraction=1.0", "eval.global_loss_clients=3")
+    asked = []
+    evaluate = InProcess.evaluate
+    monkeypatch.setattr(InProcess, "evaluate", lambda self, thetas, full, test=True, clients=None:
+                        asked.append(clients) or evaluate(self, thetas, full, test, clients))
+    result = run(cfg, progress=False)
+    changed = {k for k in range(len(result.thetas)) if not torch.equal(result.selection.thetas[k], result.thetas[k])}
+    rows = set(global_loss_clients(cfg, len(result.thetas)))
+    assert 0 < len(changed) < len(result.thetas) - len(rows), "raise train.lr or the rounds to make the test bite"
+    assert set(asked[-1]) == (changed | rows if changed & rows else changed)
+    # the merged record is what evaluating every selected adapter afresh gives
+    full = evaluate(InProcess(build_workspace(cfg), progress=False), result.selection.thetas, full=True)
+    selected = result.history[-1]["selected"]
+    for key in ("local_loss", "global_loss", "rouge_l", "exact_match"):
+        assert selected[key].keys() == full[key].keys()
+        assert all(abs(selected[key][n] - full[key][n]) < 1e-5 for n in full[key])
+        assert abs(selected[f"mean_{key}"] - full[f"mean_{key}"]) < 1e-5
 
 
 def test_no_validation_means_no_selection(tiny_config, tmp_path, capsys):

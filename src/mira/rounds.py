@@ -40,10 +40,10 @@ class Backend(Protocol):
         on the way; `on_step(client_name, loss)` after each local step where the backend sees them
         (in process)."""
 
-    def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
+    def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True, clients: list[int] | None = None) -> dict:
         """The round's evaluation metrics (see `summarise_evaluation`): validation and local test loss
-        of every client's adapter; with `full`, also the global loss (if eval.global_loss), ROUGE-L and
-        exact match; without `test`, validation only."""
+        of every client's adapter (or of `clients` only); with `full`, also the global loss (if
+        eval.global_loss), ROUGE-L and exact match; without `test`, validation only."""
 
 
 @dataclass
@@ -244,7 +244,9 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
                     log.info("round %d/%d: %s %.4f", round_, fcfg.rounds, key.removeprefix("mean_").replace("_", " "),
                              record[key])
                 if last and test and selection.active:
-                    record["selected"] = selection.summary(names) | _evaluate_selected(backend, selection, thetas, record)
+                    rows = global_loss_clients(cfg, len(names))
+                    record["selected"] = selection.summary(names) | _evaluate_selected(backend, selection, thetas,
+                                                                                       record, names, rows)
             writer.write(record)
             tracker.end(record)
             history.append(record)
@@ -288,10 +290,22 @@ def _select(selection: Selection, record: dict, names: list[str], thetas: torch.
         record["mean_selected_val_loss"] = selection.summary(names)["mean_val_loss"]
 
 
-def _evaluate_selected(backend: Backend, selection: Selection, thetas: torch.Tensor, final: dict) -> dict:
-    """Test metrics of the selected adapters (the final record's where they are the final adapters)."""
-    evaluation = final if torch.equal(selection.thetas, thetas) else backend.evaluate(selection.thetas, full=True)
-    return {k: v for k, v in evaluation.items() if k.removeprefix("mean_") in EVALUATED}
+def _evaluate_selected(backend: Backend, selection: Selection, thetas: torch.Tensor, final: dict,
+                       names: list[str], rows: list[int]) -> dict:
+    """Test metrics of the selected adapters. Only the clients whose selected adapter is not their final
+    one are evaluated again (and all of the global loss's `rows` if one of them is among those); the
+    others' metrics are the final record's."""
+    changed = {k for k in range(len(thetas)) if not torch.equal(selection.thetas[k], thetas[k])}
+    if changed & set(rows):
+        changed |= set(rows)
+    fresh = backend.evaluate(selection.thetas, full=True, clients=sorted(changed)) if changed else {}
+    stale = {names[k] for k in changed}
+    out = {}
+    for key in EVALUATED:
+        values = {n: v for n, v in final.get(key, {}).items() if n not in stale} | fresh.get(key, {})
+        if values:
+            out |= {key: values, f"mean_{key}": fmean(values.values())}
+    return out
 
 
 EVALUATED = ("local_loss", "global_loss", "rouge_l", "exact_match")

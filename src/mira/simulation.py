@@ -54,10 +54,10 @@ class InProcess:
     def _sizes(self, message) -> dict[str, int]:
         return {entry: tensor.numel() * self.bytes_per_value for entry, tensor in message.items()}
 
-    def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
+    def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True, clients: list[int] | None = None) -> dict:
         rows = global_loss_clients(self.ws.cfg, len(self.ws.ids)) if full and test else []
         cross = thetas[rows]
-        clients = tqdm(self.ws.ids, leave=False, disable=not self.progress,
+        clients = tqdm(self.ws.ids if clients is None else clients, leave=False, disable=not self.progress,
                        desc="evaluating" + (" (global loss, ROUGE-L)" if full and test else ""))
         return summarise_evaluation([c.name for c in self.ws.clients],
                                     {k: evaluate_client(self.ws, k, thetas[k], full, cross if k in rows else None, test)

@@ -144,7 +144,7 @@ class FlowerBackend:
         private = algorithm_class(self.cfg.federation.algorithm).private
         return updates, traffic([message_sizes(c) for c in contents.values()], received, private)
 
-    def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
+    def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True, clients: list[int] | None = None) -> dict:
         self.refresh()
         precision = self.cfg.flower.precision
         rows = global_loss_clients(self.cfg, len(self.names)) if full and test else []
@@ -152,7 +152,7 @@ class FlowerBackend:
         contents = {k: RecordDict({ADAPTER: adapter_record(thetas[k], self.layout, precision),
                                    CONFIG: config_record(self.cfg, 0, full, test=test),
                                    **(everyone if k in rows else {})})
-                    for k in range(len(self.names))}
+                    for k in (range(len(self.names)) if clients is None else clients)}
         evaluations = {}
         for k, reply in self._exchange(MessageType.EVALUATE, contents, "evaluation").items():
             m = reply.content[METRICS]
