@@ -1,5 +1,6 @@
 import csv
 import json
+import logging
 import shutil
 import subprocess
 from pathlib import Path
@@ -7,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from mira.cli import main
+from mira.compare import compare
+from mira.config import load_config
 from mira.export import RunModel
 from mira.results import archive_run
+from mira.simulation import InProcess
 
 TINY = ["model.name=tiny-random", "data.train_per_client=12", "data.test_per_client=6", "train.local_steps=2",
         "train.batch_size=4", "train.lr=0.05", "federation.rounds=2", "eval.eval_every=1",
@@ -99,6 +103,30 @@ def test_compare_continues_and_report_errors(tmp_path, capsys):
     shutil.rmtree(out / "local-s0" / "adapters")
     assert main(["report", str(out)]) == 2
     assert "local not finished for seeds [0]" in capsys.readouterr().err
+
+
+def test_a_later_compare_takes_round_0_from_a_sibling_with_the_same_initial_state(tmp_path, monkeypatch, caplog):
+    """Variants run by separate commands (or processes) share one round-0 evaluation, but only with
+    the same seed, kind of adapter, model, data and evaluation settings."""
+    cfg = load_config(None, [*TINY, f"out_dir='{tmp_path}'"])
+    compare(cfg, ["fedit"], [0], progress=False)
+    full_passes = []
+    evaluate = InProcess.evaluate
+    monkeypatch.setattr(InProcess, "evaluate", lambda self, thetas, full, test=True, clients=None:
+                        full_passes.append(full and clients is None) or evaluate(self, thetas, full, test, clients))
+    with caplog.at_level(logging.INFO, logger="mira.compare"):
+        compare(cfg, ["local", "fedptuning"], [0], progress=False)
+        compare(load_config(None, [*TINY, f"out_dir='{tmp_path}'", "eval.max_new_tokens=3"]), ["mira"], [0],
+                progress=False)
+    assert "local-s0 takes its round-0 evaluation from fedit-s0" in caplog.text
+    assert "fedptuning-s0 takes" not in caplog.text and "mira-s0 takes" not in caplog.text
+    # every client's full evaluation: local, at the end only; fedptuning (P-tuning) and mira (other
+    # evaluation settings), at round 0 and the end
+    assert full_passes.count(True) == 1 + 2 + 2
+    first = {v: json.loads((cfg.run_dir / f"{v}-s0" / "metrics.jsonl").read_text().splitlines()[0])
+             for v in ["fedit", "local", "mira"]}
+    assert first["local"] == first["fedit"]
+    assert first["mira"]["local_loss"] == first["fedit"]["local_loss"]  # the losses do not depend on max_new_tokens
 
 
 def test_kept_sub_run_records_are_not_ignored_by_git():

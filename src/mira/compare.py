@@ -10,8 +10,8 @@ from pathlib import Path
 from .algorithms import adapter_kind
 from .checkpoint import atomic_write_text
 from .client import shared_workspace
-from .config import Config, ConfigError, from_dict, merge, save_config, to_dict
-from .results import COMPARISON_JSON, is_finished, label
+from .config import Config, ConfigError, from_dict, load_config, merge, save_config, to_dict
+from .results import COMPARISON_JSON, is_finished, label, read_history
 from .rounds import evaluation_part
 from .simulation import run
 
@@ -52,6 +52,28 @@ def read_params(path: str | Path, variants: list[str]) -> dict[str, dict]:
     return {v: params[v] for v in variants}
 
 
+INITIAL_STATE = ("seed", "device", "model", "data", "eval")
+"""The settings a run's round-0 evaluation depends on, besides its kind of adapter."""
+
+
+def sibling_initial_evaluation(sub: Config) -> dict | None:
+    """The round-0 evaluation of another sub-run of the comparison (finished, or still running in another
+    process) with the same seed, kind of adapter and INITIAL_STATE settings, so that it is the same
+    evaluation; None if there is none."""
+    mine = {key: value for key, value in to_dict(sub).items() if key in INITIAL_STATE}
+    for other in sorted(sub.run_dir.parent.glob(f"*-s{sub.seed}")):
+        try:
+            theirs = load_config(other / "config.toml")
+        except (OSError, ConfigError):
+            continue
+        history = read_history(other, up_to_round=0)
+        if (other != sub.run_dir and history and "local_loss" in history[0] and adapter_kind(theirs) == adapter_kind(sub)
+                and {key: value for key, value in to_dict(theirs).items() if key in INITIAL_STATE} == mine):
+            log.info("compare: %s takes its round-0 evaluation from %s", sub.name, other.name)
+            return evaluation_part(history[0])
+    return None
+
+
 def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool = True,
             params: dict[str, dict] | None = None, on_finished=None) -> Path:
     """Run every variant for every seed into <out_dir>/<name>/<variant>-s<seed>/ and return the
@@ -71,17 +93,12 @@ def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool =
         todo = [s for s in subs if not is_finished(s.run_dir)]
         if not todo:
             continue
-        # One model load and one round-0 evaluation per seed and kind of adapter (LoRA, P-tuning): the
-        # initial adapter and the data depend on the seed only.
-        workspaces, initial = {}, {}  # the round-0 evaluation of the first sub-run of each kind started afresh
+        workspaces = {}  # one model load per seed and kind of adapter (LoRA, P-tuning)
         for sub in todo:
-            kind = adapter_kind(sub)
             log.info("compare: %s", sub.name)
             resume = (sub.run_dir / "checkpoint.safetensors").is_file()
-            result = run(sub, overwrite=True, progress=progress, ws=shared_workspace(workspaces, sub), resume=resume,
-                         initial_evaluation=initial.get(kind))
-            if kind not in initial and not resume:
-                initial[kind] = evaluation_part(result.history[0])
+            run(sub, overwrite=True, progress=progress, ws=shared_workspace(workspaces, sub), resume=resume,
+                initial_evaluation=None if resume else sibling_initial_evaluation(sub))
             if on_finished is not None:
                 on_finished(sub.run_dir)
     return out
