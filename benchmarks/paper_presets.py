@@ -10,20 +10,28 @@ Results, with plots, go to benchmarks/results/paper-<preset>-reduced/.
     python benchmarks/paper_presets.py --preset dolly --algorithms mira@random,mira@learned,fedit,fedptuning,fedkseed
 
 Settings are the presets' (untuned: lr 2e-3, η·λ = 0.5), or each variant's from --params (a
-best_params.toml of `mira tune`). Dolly has no task families, so no true graph there. Runs resume.
+best_params.toml of `mira tune`). Dolly has no task families, so no true graph there. Runs resume,
+and several commands may run side by side (different variants or seeds): each records its sub-runs as
+they finish and then publishes the largest complete table of what is recorded, every variant over the
+seeds that all of them finished, whatever slice the command itself ran.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_real import ROOT, compare_kept, has_fast_bfloat16, publish  # noqa: E402
 
+from mira.checkpoint import atomic_write_text  # noqa: E402
 from mira.compare import read_params  # noqa: E402
 from mira.config import load_config  # noqa: E402
+from mira.report import SUBRUN  # noqa: E402
+from mira.results import COMPARISON_JSON, is_finished  # noqa: E402
 
 # 15 of the paper's 60 rounds (a client is sampled 1.5 times on average), 2 local steps of 8 examples cut
 # to 128 tokens; 8 validation and 8 test examples a client; validation and local test loss of all 80
@@ -32,6 +40,24 @@ from mira.config import load_config  # noqa: E402
 REDUCED = ["federation.rounds=15", "train.local_steps=2", "model.max_length=128", "eval.eval_every=5",
            "data.val_per_client=8", "data.test_per_client=8", "eval.global_loss_clients=8",
            "eval.max_new_tokens=16", f"model.autocast='{'bfloat16' if has_fast_bfloat16() else 'none'}'"]
+
+
+def report_everything_recorded(out: Path, published: Path) -> None:
+    """Point the comparison's record in `out` at every finished variant, over the seeds all of them
+    finished, in the order of the table published in `published` (new variants last)."""
+    finished: dict[str, set[int]] = {}
+    for run in out.iterdir():
+        match = SUBRUN.match(run.name)
+        if match and is_finished(run):
+            finished.setdefault(match["variant"], set()).add(int(match["seed"]))
+    seeds = sorted(set.intersection(*finished.values()))
+    if not seeds:
+        raise SystemExit(f"{out}: no seed is finished for every variant ({finished}); nothing to publish")
+    table = published / "results.csv"
+    order = list(dict.fromkeys(row["variant"] for row in csv.DictReader(table.open()))) if table.is_file() else []
+    record = json.loads((out / COMPARISON_JSON).read_text())
+    record |= {"variants": [v for v in order if v in finished] + sorted(set(finished) - set(order)), "seeds": seeds}
+    atomic_write_text(out / COMPARISON_JSON, json.dumps(record))
 
 
 def main() -> None:
@@ -49,6 +75,7 @@ def main() -> None:
     variants = args.algorithms.split(",")
     params = read_params(args.params, variants) if args.params else None
     out = compare_kept(cfg, variants, [int(s) for s in args.seeds.split(",")], name, params)
+    report_everything_recorded(out, ROOT / "benchmarks" / "results" / name)
     publish(out, name, overrides, "benchmarks/paper_presets.py")
 
 

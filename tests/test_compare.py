@@ -139,3 +139,30 @@ def test_kept_sub_run_records_are_not_ignored_by_git():
     ignored = subprocess.run(["git", "check-ignore", kept, "runs/default/metrics.jsonl"], cwd=root,
                              capture_output=True, text=True).stdout.split()
     assert ignored == ["runs/default/metrics.jsonl"]
+
+
+def test_a_paper_preset_command_publishes_every_variant_over_the_seeds_all_finished(tmp_path):
+    """Whatever slice a benchmarks/paper_presets.py command ran (or one beside it, which rewrote the
+    comparison's record), it publishes the largest complete table: the published order first."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from paper_presets import report_everything_recorded
+
+    from mira.results import ADAPTERS
+    out, published = tmp_path / "cmp", tmp_path / "published"
+    for run in ["fedit-s0", "fedit-s1", "mira+random-s0", "mira+random-s1", "fedkseed-s0", "fedkseed-s1"]:
+        (out / run / ADAPTERS).mkdir(parents=True)
+    (out / "fedit-s2").mkdir()  # still training
+    (out / "comparison.json").write_text(json.dumps({"variants": ["fedit"], "seeds": [2], "params": {}}))
+    published.mkdir()
+    (published / "results.csv").write_text("variant,client\nmira+random,a\nmira+random,b\nfedit,a\n")
+    report_everything_recorded(out, published)
+    assert json.loads((out / "comparison.json").read_text()) == {
+        "variants": ["mira+random", "fedit", "fedkseed"], "seeds": [0, 1], "params": {}}
+    shutil.rmtree(out / "fedkseed-s1")
+    report_everything_recorded(out, published)
+    assert json.loads((out / "comparison.json").read_text())["seeds"] == [0]
+    shutil.rmtree(out / "fedkseed-s0")
+    (out / "fedkseed-s2" / ADAPTERS).mkdir(parents=True)
+    with pytest.raises(SystemExit, match="no seed is finished for every variant"):
+        report_everything_recorded(out, published)
