@@ -8,6 +8,18 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture
+def evaluations(monkeypatch):
+    """(full, clients) of every in-process evaluation from here on (clients None: every client)."""
+    from mira.simulation import InProcess
+
+    calls = []
+    evaluate = InProcess.evaluate
+    monkeypatch.setattr(InProcess, "evaluate", lambda self, thetas, full, test=True, clients=None:
+                        calls.append((full, clients)) or evaluate(self, thetas, full, test, clients))
+    return calls
+
+
+@pytest.fixture
 def tiny_config(tmp_path):
     """A fast configuration on the tiny random model and a small synthetic suite."""
     def make(*overrides):

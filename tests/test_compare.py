@@ -12,7 +12,6 @@ from mira.compare import compare
 from mira.config import load_config
 from mira.export import RunModel
 from mira.results import archive_run
-from mira.simulation import InProcess
 
 TINY = ["model.name=tiny-random", "data.train_per_client=12", "data.test_per_client=6", "train.local_steps=2",
         "train.batch_size=4", "train.lr=0.05", "federation.rounds=2", "eval.eval_every=1",
@@ -105,24 +104,20 @@ def test_compare_continues_and_report_errors(tmp_path, capsys):
     assert "local not finished for seeds [0]" in capsys.readouterr().err
 
 
-def test_a_later_compare_takes_round_0_from_a_sibling_with_the_same_initial_state(tmp_path, monkeypatch, caplog):
+def test_a_later_compare_takes_round_0_from_a_sibling_with_the_same_initial_state(tmp_path, caplog, evaluations):
     """Variants run by separate commands (or processes) share one round-0 evaluation, but only with
     the same seed, kind of adapter, model, data and evaluation settings."""
     cfg = load_config(None, [*TINY, f"out_dir='{tmp_path}'"])
     compare(cfg, ["fedit"], [0], progress=False)
-    full_passes = []
-    evaluate = InProcess.evaluate
-    monkeypatch.setattr(InProcess, "evaluate", lambda self, thetas, full, test=True, clients=None:
-                        full_passes.append(full and clients is None) or evaluate(self, thetas, full, test, clients))
     with caplog.at_level(logging.INFO, logger="mira.compare"):
         compare(cfg, ["local", "fedptuning"], [0], progress=False)
         compare(load_config(None, [*TINY, f"out_dir='{tmp_path}'", "eval.max_new_tokens=3"]), ["mira"], [0],
                 progress=False)
     assert "local-s0 takes its round-0 evaluation from fedit-s0" in caplog.text
     assert "fedptuning-s0 takes" not in caplog.text and "mira-s0 takes" not in caplog.text
-    # every client's full evaluation: local, at the end only; fedptuning (P-tuning) and mira (other
-    # evaluation settings), at round 0 and the end
-    assert full_passes.count(True) == 1 + 2 + 2
+    # every client's full evaluation: fedit at round 0 and the end; local, at the end only; fedptuning
+    # (P-tuning) and mira (other evaluation settings), at round 0 and the end
+    assert [full and clients is None for full, clients in evaluations].count(True) == 2 + 1 + 2 + 2
     first = {v: json.loads((cfg.run_dir / f"{v}-s0" / "metrics.jsonl").read_text().splitlines()[0])
              for v in ["fedit", "local", "mira"]}
     assert first["local"] == first["fedit"]
@@ -141,11 +136,10 @@ def test_kept_sub_run_records_are_not_ignored_by_git():
     assert ignored == ["runs/default/metrics.jsonl"]
 
 
-def test_a_paper_preset_command_publishes_every_variant_over_the_seeds_all_finished(tmp_path):
+def test_a_paper_preset_command_publishes_every_variant_over_the_seeds_all_finished(tmp_path, monkeypatch):
     """Whatever slice a benchmarks/paper_presets.py command ran (or one beside it, which rewrote the
     comparison's record), it publishes the largest complete table: the published order first."""
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from paper_presets import report_everything_recorded
 
     from mira.results import ADAPTERS

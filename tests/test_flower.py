@@ -58,9 +58,9 @@ def assert_same_as_simulator(tmp_path: Path, run_dir: Path, overrides: str, log:
     for flower_record, sim_record in zip(records(run_dir), records(expected), strict=True):
         for key in ("mean_local_loss", "mean_val_loss", "mean_global_loss", "bytes_up", "bytes_down", "bytes_state"):
             assert flower_record.get(key) == pytest.approx(sim_record.get(key), abs=1e-4)
+    flower_selected, sim_selected = (records(d)[-1].get("selected", {}) for d in (run_dir, expected))
     for key in ("mean_local_loss", "mean_global_loss", "mean_rouge_l"):  # of the validation-selected adapters
-        assert records(run_dir)[-1].get("selected", {}).get(key) == pytest.approx(
-            records(expected)[-1].get("selected", {}).get(key), abs=1e-4)
+        assert flower_selected.get(key) == pytest.approx(sim_selected.get(key), abs=1e-4)
     assert json.loads((run_dir / "clients.json").read_text()) == json.loads((expected / "clients.json").read_text())
     return sorted(got)
 

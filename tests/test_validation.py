@@ -80,20 +80,17 @@ def test_each_client_keeps_its_lowest_validation_adapter(tiny_config, tmp_path):
     assert exported.keys() == mine.keys() and all(torch.equal(exported[key], mine[key]) for key in mine)
 
 
-def test_only_clients_whose_selected_adapter_changed_are_evaluated_again(tiny_config, monkeypatch):
+def test_only_clients_whose_selected_adapter_changed_are_evaluated_again(tiny_config, evaluations):
     cfg = tiny_config("name=selpass", "data.val_per_client=6", "federation.rounds=3", "train.lr=1.0",
                       "federation.algorithm=local", "federation.sample_fraction=1.0", "eval.global_loss_clients=3")
-    asked = []
-    evaluate = InProcess.evaluate
-    monkeypatch.setattr(InProcess, "evaluate", lambda self, thetas, full, test=True, clients=None:
-                        asked.append(clients) or evaluate(self, thetas, full, test, clients))
     result = run(cfg, progress=False)
+    _, asked = evaluations[-1]
     changed = {k for k in range(len(result.thetas)) if not torch.equal(result.selection.thetas[k], result.thetas[k])}
     rows = set(global_loss_clients(cfg, len(result.thetas)))
     assert 0 < len(changed) < len(result.thetas) - len(rows), "raise train.lr or the rounds to make the test bite"
-    assert set(asked[-1]) == (changed | rows if changed & rows else changed)
+    assert set(asked) == (changed | rows if changed & rows else changed)
     # the merged record is what evaluating every selected adapter afresh gives
-    full = evaluate(InProcess(build_workspace(cfg), progress=False), result.selection.thetas, full=True)
+    full = InProcess(build_workspace(cfg), progress=False).evaluate(result.selection.thetas, full=True)
     selected = result.history[-1]["selected"]
     for key in ("local_loss", "global_loss", "rouge_l", "exact_match"):
         assert selected[key].keys() == full[key].keys()

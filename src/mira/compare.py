@@ -56,19 +56,24 @@ INITIAL_STATE = ("seed", "device", "model", "data", "eval")
 """The settings a run's round-0 evaluation depends on, besides its kind of adapter."""
 
 
+def _initial_state(cfg: Config) -> tuple[str, dict]:
+    return adapter_kind(cfg), {key: value for key, value in to_dict(cfg).items() if key in INITIAL_STATE}
+
+
 def sibling_initial_evaluation(sub: Config) -> dict | None:
     """The round-0 evaluation of another sub-run of the comparison (finished, or still running in another
     process) with the same seed, kind of adapter and INITIAL_STATE settings, so that it is the same
     evaluation; None if there is none."""
-    mine = {key: value for key, value in to_dict(sub).items() if key in INITIAL_STATE}
+    mine = _initial_state(sub)
     for other in sorted(sub.run_dir.parent.glob(f"*-s{sub.seed}")):
+        history = read_history(other, up_to_round=0) if other != sub.run_dir else []
+        if not history or "local_loss" not in history[0]:
+            continue
         try:
             theirs = load_config(other / "config.toml")
         except (OSError, ConfigError):
             continue
-        history = read_history(other, up_to_round=0)
-        if (other != sub.run_dir and history and "local_loss" in history[0] and adapter_kind(theirs) == adapter_kind(sub)
-                and {key: value for key, value in to_dict(theirs).items() if key in INITIAL_STATE} == mine):
+        if _initial_state(theirs) == mine:
             log.info("compare: %s takes its round-0 evaluation from %s", sub.name, other.name)
             return evaluation_part(history[0])
     return None

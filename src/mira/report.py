@@ -76,6 +76,12 @@ def _std(values) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def finished_subruns(comparison_dir: Path) -> list[tuple[str, int, Path]]:
+    """(variant, seed, folder) of every finished sub-run <variant>-s<seed> of a comparison, by name."""
+    subs = sorted(p for p in comparison_dir.iterdir() if p.is_dir() and is_finished(p))
+    return [(m["variant"], int(m["seed"]), sub) for sub in subs if (m := SUBRUN.match(sub.name))]
+
+
 def load_comparison(comparison_dir: Path) -> tuple[list[VariantRuns], list[dict]]:
     """The finished sub-runs of a comparison, grouped by variant, and the clients.
 
@@ -85,13 +91,12 @@ def load_comparison(comparison_dir: Path) -> tuple[list[VariantRuns], list[dict]
     """
     groups: dict[str, VariantRuns] = {}
     clients = None
-    for sub in sorted(p for p in comparison_dir.iterdir() if p.is_dir() and is_finished(p)):
-        match = SUBRUN.match(sub.name)
+    for variant, seed, sub in finished_subruns(comparison_dir):
         history = read_history(sub)
-        if not match or not history or "local_loss" not in history[-1]:
+        if not history or "local_loss" not in history[-1]:
             continue
-        group = groups.setdefault(match["variant"], VariantRuns(match["variant"], [], []))
-        group.seeds.append(int(match["seed"]))
+        group = groups.setdefault(variant, VariantRuns(variant, [], []))
+        group.seeds.append(seed)
         group.histories.append(history)
         clients = clients or json.loads((sub / CLIENTS_JSON).read_text())
     if not groups:
