@@ -82,6 +82,14 @@ def finished_subruns(comparison_dir: Path) -> list[tuple[str, int, Path]]:
     return [(m["variant"], int(m["seed"]), sub) for sub in subs if (m := SUBRUN.match(sub.name))]
 
 
+def finished_seeds(comparison_dir: Path) -> dict[str, set[int]]:
+    """The seeds each variant of a comparison has finished, variants in name order."""
+    seeds: dict[str, set[int]] = {}
+    for variant, seed, _ in finished_subruns(comparison_dir):
+        seeds.setdefault(variant, set()).add(seed)
+    return seeds
+
+
 def load_comparison(comparison_dir: Path) -> tuple[list[VariantRuns], list[dict]]:
     """The finished sub-runs of a comparison, grouped by variant, and the clients.
 
