@@ -14,26 +14,22 @@ import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from mira.report import finished_seeds
-from mira.results import read_history
+from mira.report import load_comparison
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("comparison", type=Path, help="folder of the sub-runs <variant>-s<seed>")
     args = parser.parse_args()
-    finished = finished_seeds(args.comparison)
-    seeds = sorted(set.intersection(*finished.values())) if finished else []
-    if not seeds:
-        raise SystemExit(f"{args.comparison}: no seed is finished for every variant ({finished})")
+    variants, _ = load_comparison(args.comparison)
+    seeds = variants[0].seeds
     changes = defaultdict(lambda: defaultdict(list))  # variant -> times sampled -> loss changes
-    for variant in finished:
-        for seed in seeds:
-            history = read_history(args.comparison / f"{variant}-s{seed}")
+    for variant in variants:
+        for history in variant.histories:
             times = Counter(name for r in history for name in r.get("sampled", []))
             evaluated = [r["local_loss"] for r in history if "local_loss" in r]
             for name, final in evaluated[-1].items():
-                changes[variant][times[name]].append(final - evaluated[0][name])
+                changes[variant.label][times[name]].append(final - evaluated[0][name])
     counts = sorted({n for by_times in changes.values() for n in by_times})
     per_seed = {n: max(len(by_times[n]) for by_times in changes.values()) / len(seeds) for n in counts}
     print("Mean change in local test loss, round 0 to the last round (negative is better), by times sampled;")

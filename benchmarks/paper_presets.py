@@ -30,7 +30,7 @@ from compare_real import ROOT, compare_kept, has_fast_bfloat16, publish  # noqa:
 from mira.checkpoint import atomic_write_text  # noqa: E402
 from mira.compare import read_params  # noqa: E402
 from mira.config import load_config  # noqa: E402
-from mira.report import finished_seeds  # noqa: E402
+from mira.report import finished_subruns  # noqa: E402
 from mira.results import COMPARISON_JSON  # noqa: E402
 
 # 15 of the paper's 60 rounds (a client is sampled 1.5 times on average), 2 local steps of 8 examples cut
@@ -45,7 +45,9 @@ REDUCED = ["federation.rounds=15", "train.local_steps=2", "model.max_length=128"
 def report_everything_recorded(out: Path, published: Path) -> None:
     """Point the comparison's record in `out` at every finished variant, over the seeds all of them
     finished, in the order of the table published in `published` (new variants last)."""
-    finished = finished_seeds(out)
+    finished: dict[str, set[int]] = {}
+    for variant, seed, _ in finished_subruns(out):
+        finished.setdefault(variant, set()).add(seed)
     seeds = sorted(set.intersection(*finished.values()))
     if not seeds:
         raise SystemExit(f"{out}: no seed is finished for every variant ({finished}); nothing to publish")

@@ -1,40 +1,38 @@
-"""Per-seed numbers of a finished comparison (`mira compare` folder): each variant's mean local test
-loss, final and validation-selected, for every seed, and the training seconds its sub-runs recorded
-(`train_seconds` of every round; evaluation not included). Paired by seed, since every variant of a
-seed shares its clients, initial adapters and batches.
+"""Per-seed numbers of a finished comparison (a `mira compare` folder, or the archived sub-runs of a
+published one): each variant's mean local test loss, final and validation-selected, for every seed,
+and the training seconds its sub-runs recorded (`train_seconds` of every round; evaluation not
+included). Paired by seed, since every variant of a seed shares its clients, initial adapters and
+batches.
 
-    python benchmarks/per_seed.py runs/benchmarks/verdict-ni
-"""
+    python benchmarks/per_seed.py benchmarks/results/paper-dolly-reduced/runs"""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from mira.results import COMPARISON_JSON, read_history
+from mira.report import load_comparison
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("comparison", type=Path)
+    parser.add_argument("comparison", type=Path, help="folder of the sub-runs <variant>-s<seed>")
     args = parser.parse_args()
-    spec = json.loads((args.comparison / COMPARISON_JSON).read_text())
-    seeds = spec["seeds"]
+    variants, _ = load_comparison(args.comparison)
+    seeds = variants[0].seeds
     print("| variant | " + " | ".join(f"seed {s}: final / selected" for s in seeds) + " | training, all seeds |")
     print("|---|" + "---|" * (len(seeds) + 1))
     total = 0.0
-    for variant in spec["variants"]:
+    for variant in variants:
         cells, seconds = [], 0.0
-        for seed in seeds:
-            history = read_history(args.comparison / f"{variant}-s{seed}")
+        for history in variant.histories:
             last = history[-1]
             selected = last.get("selected", {}).get("mean_local_loss")
             cells.append(f"{last['mean_local_loss']:.3f} / " + (f"{selected:.3f}" if selected is not None else "—"))
             seconds += sum(r.get("train_seconds", 0.0) for r in history)
         total += seconds
-        print(f"| {variant} | " + " | ".join(cells) + f" | {seconds / 60:.1f} min |")
-    print(f"\ntraining of all {len(spec['variants']) * len(seeds)} sub-runs: {total / 3600:.1f} h (single-threaded "
+        print(f"| {variant.label} | " + " | ".join(cells) + f" | {seconds / 60:.1f} min |")
+    print(f"\ntraining of all {len(variants) * len(seeds)} sub-runs: {total / 3600:.1f} h (single-threaded "
           "sub-runs, as recorded; evaluation not included)")
 
 

@@ -74,7 +74,7 @@ def test_compare_runs_all_variants_and_reports(tmp_path, capsys):
         archive_run(tmp_path, tmp_path / "nowhere")
 
 
-def test_compare_continues_and_report_errors(tmp_path, capsys):
+def test_compare_continues_and_report_errors(tmp_path, capsys, caplog):
     args = _args(tmp_path)
     args[args.index("--seeds") + 1] = "0"
     assert main(args) == 0
@@ -102,6 +102,21 @@ def test_compare_continues_and_report_errors(tmp_path, capsys):
     shutil.rmtree(out / "local-s0" / "adapters")
     assert main(["report", str(out)]) == 2
     assert "local not finished for seeds [0]" in capsys.readouterr().err
+
+    # without the record (the archived sub-runs of a published comparison, say): every variant, over
+    # the seeds all of them finished
+    (out / "comparison.json").unlink()
+    assert main(["report", str(out)]) == 2
+    assert "no seed is finished for every variant" in capsys.readouterr().err
+    for run in ["local-s0", "local-s4"]:
+        shutil.rmtree(out / run)
+    (out / "mira-s3").rename(out / "mira-s0")
+    shutil.copytree(out / "fedit-s0", out / "fedit-s1")
+    with caplog.at_level(logging.WARNING, logger="mira.report"):
+        assert main(["report", str(out)]) == 0
+    assert "leaving out fedit's seeds [1]" in caplog.text
+    assert "| client | family | fedit | mira+ground_truth | mira |" in (out / "results.md").read_text()
+    assert {r["seeds"] for r in csv.DictReader((out / "results.csv").open())} == {"1"}
 
 
 def test_a_later_compare_takes_round_0_from_a_sibling_with_the_same_initial_state(tmp_path, caplog, evaluations):

@@ -82,20 +82,13 @@ def finished_subruns(comparison_dir: Path) -> list[tuple[str, int, Path]]:
     return [(m["variant"], int(m["seed"]), sub) for sub in subs if (m := SUBRUN.match(sub.name))]
 
 
-def finished_seeds(comparison_dir: Path) -> dict[str, set[int]]:
-    """The seeds each variant of a comparison has finished, variants in name order."""
-    seeds: dict[str, set[int]] = {}
-    for variant, seed, _ in finished_subruns(comparison_dir):
-        seeds.setdefault(variant, set()).add(seed)
-    return seeds
-
-
 def load_comparison(comparison_dir: Path) -> tuple[list[VariantRuns], list[dict]]:
     """The finished sub-runs of a comparison, grouped by variant, and the clients.
 
     With the comparison's record (comparison.json) its variants come first, in the order asked, and
     must all be finished for its seeds; other variants found in the folder are added only when they
-    have the same seeds. Without it, every variant must have the same seeds.
+    have the same seeds. Without it (the archived sub-runs of a published comparison, say), every
+    variant over the seeds all of them finished.
     """
     groups: dict[str, VariantRuns] = {}
     clients = None
@@ -124,11 +117,15 @@ def load_comparison(comparison_dir: Path) -> tuple[list[VariantRuns], list[dict]
                             sorted(seeds))
         order = asked["variants"] + [v for v in extra if seeds <= set(groups[v].seeds)]
         return [groups[v].only(seeds) for v in order], clients
-    seed_sets = {tuple(sorted(g.seeds)) for g in groups.values()}
-    if len(seed_sets) > 1:
-        raise ValueError(f"{comparison_dir}: variants were run with different seeds {sorted(seed_sets)}; "
-                         "finish the comparison (mira compare again) before reporting")
-    return list(groups.values()), clients
+    seeds = set.intersection(*(set(g.seeds) for g in groups.values()))
+    if not seeds:
+        raise ValueError(f"{comparison_dir}: no seed is finished for every variant "
+                         f"({ {v: sorted(g.seeds) for v, g in groups.items()} }); finish the comparison first")
+    for g in groups.values():
+        if set(g.seeds) - seeds:
+            log.warning("report: leaving out %s's seeds %s (not finished by every variant)", g.label,
+                        sorted(set(g.seeds) - seeds))
+    return [g.only(seeds) for g in groups.values()], clients
 
 
 def _pm(values: list[float]) -> str:
