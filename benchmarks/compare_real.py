@@ -122,13 +122,15 @@ def compare_kept(cfg, variants: list[str], seeds: list[int], name: str, params: 
 
 def publish(out: Path, name: str, overrides: list[str], script: str) -> None:
     """Report the comparison in `out` and copy its tables, plots and config to benchmarks/results/<name>/
-    with run.json (the device that published it and, where recorded, the one that trained each sub-run;
-    torch version, the exact command and overrides); print the tables."""
+    with run.json (the device that published it and, where recorded, the one that trained each sub-run
+    with its autocast, which the overrides, the publishing command's, need not share; torch version,
+    the exact command and overrides); print the tables."""
     target = ROOT / "benchmarks" / "results" / name
     target.mkdir(parents=True, exist_ok=True)
     for path in write_report(out) + [out / "config.toml"]:
         shutil.copy(path, target / path.name)
-    trained_on = {path.parent.name: json.loads(path.read_text())["device"]
+    trained_on = {path.parent.name: f"{json.loads(path.read_text())['device']}, autocast "
+                                    f"{load_config(path.parent / 'config.toml').model.autocast}"
                   for path in sorted(target.glob(f"{RUNS}/*/{DEVICE_JSON}"))}
     (target / "run.json").write_text(json.dumps({"device": device_name(), "trained_on": trained_on,
                                                  "torch": torch.__version__,
