@@ -4,7 +4,8 @@ and the training seconds its sub-runs recorded (`train_seconds` of every round; 
 included). Paired by seed, since every variant of a seed shares its clients, initial adapters and
 batches.
 
-    python benchmarks/per_seed.py benchmarks/results/paper-dolly-reduced/runs"""
+    python benchmarks/per_seed.py benchmarks/results/paper-dolly-reduced/runs
+"""
 
 from __future__ import annotations
 
@@ -20,19 +21,20 @@ def main() -> None:
     args = parser.parse_args()
     variants, _ = load_comparison(args.comparison)
     seeds = variants[0].seeds
-    print("| variant | " + " | ".join(f"seed {s}: final / selected" for s in seeds) + " | training, all seeds |")
+    print("| variant | " + " | ".join(f"seed {s}: final / selected" for s in seeds) + " | training, each seed (all seeds) |")
     print("|---|" + "---|" * (len(seeds) + 1))
     total = 0.0
     for variant in variants:
-        cells, seconds = [], 0.0
+        cells, minutes = [], []
         for history in variant.histories:
             last = history[-1]
             selected = last.get("selected", {}).get("mean_local_loss")
             cells.append(f"{last['mean_local_loss']:.3f} / " + (f"{selected:.3f}" if selected is not None else "—"))
-            seconds += sum(r.get("train_seconds", 0.0) for r in history)
-        total += seconds
-        print(f"| {variant.label} | " + " | ".join(cells) + f" | {seconds / 60:.1f} min |")
-    print(f"\ntraining of all {len(variants) * len(seeds)} sub-runs: {total / 3600:.1f} h (single-threaded "
+            minutes.append(sum(r.get("train_seconds", 0.0) for r in history) / 60)
+        total += sum(minutes)
+        print(f"| {variant.label} | " + " | ".join(cells) + " | " + " / ".join(f"{m:.1f}" for m in minutes)
+              + f" min ({sum(minutes):.1f}) |")
+    print(f"\ntraining of all {len(variants) * len(seeds)} sub-runs: {total / 60:.1f} h (single-threaded "
           "sub-runs, as recorded; evaluation not included)")
 
 
