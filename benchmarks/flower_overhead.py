@@ -94,9 +94,10 @@ def startup(source: Path, tiny: list[str], repeats: int = 5) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("startup", "rounds", "both"), default="both")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--nodes", type=int, default=4)
+    parser.add_argument("--part", choices=("startup", "rounds", "both"), default="both",
+                        help="time a ClientApp's start-up, the per-round overhead against the simulator, or both")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of each timed run")
+    parser.add_argument("--nodes", type=int, default=4, help="SuperNodes (one client each)")
     parser.add_argument("--source", type=Path, default=ROOT / "src", help="the mira source tree to time (start-up)")
     args = parser.parse_args()
     tasks = '["add", "difference", "sentiment", "topic", "animal", "maximum"]'

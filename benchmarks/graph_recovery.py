@@ -22,9 +22,10 @@ from mira.simulation import run
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--local-steps", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="smollm2-135m-instruct",
+                        help="base model: smollm2-135m-instruct (embedded), tiny-random, a local directory, a .gguf file or a Hub id")
+    parser.add_argument("--local-steps", type=int, default=5, help="R, the local steps behind each update")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data split, initial adapter and batches")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(None, [f"model.name='{args.model}'", f"out_dir='{tmp}'", "federation.algorithm=local",

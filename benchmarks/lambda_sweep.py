@@ -22,9 +22,11 @@ LAMBDAS = (0.0, 0.25, 0.5, 1.0, 2.0)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--seeds", default="0")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--model", default="smollm2-135m-instruct",
+                        help="base model: smollm2-135m-instruct (embedded), tiny-random, a local directory, a .gguf file or a Hub id")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra config overrides, as for mira run --set")
     args = parser.parse_args()
     results: dict[float, list[tuple[float, float]]] = {lam: [] for lam in LAMBDAS}
     with tempfile.TemporaryDirectory() as tmp:

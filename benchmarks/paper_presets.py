@@ -60,8 +60,10 @@ def report_everything_recorded(out: Path, published: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=["ni", "dolly"], required=True)
-    parser.add_argument("--algorithms", default="mira@random,mira@learned,fedit")
+    parser.add_argument("--preset", choices=["ni", "dolly"], required=True,
+                        help="configs/paper_ni.toml or configs/paper_dolly.toml")
+    parser.add_argument("--algorithms", default="mira@random,mira@learned,fedit",
+                        help="comma-separated variants: an algorithm, or mira@GRAPH for MIRA on graph GRAPH (random, uniform, ground_truth, learned)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--params", help="per-variant settings (best_params.toml of mira tune)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

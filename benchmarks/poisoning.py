@@ -53,8 +53,9 @@ def final_losses(ws, cfg) -> tuple[dict[str, float], float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", default="0")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "poisoning_tiny.md"))
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "poisoning_tiny.md"),
+                        help="where the Markdown table goes")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     base = load_config(None, [*SETUP, f"out_dir='{ROOT / 'runs' / 'benchmarks' / 'poisoning'}'"])
