@@ -87,9 +87,11 @@ def main() -> None:
                              "synthetic: the generated suite")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--algorithms", default="mira,mira@ground_truth,fedit,local",
-                        help="comma-separated variants: an algorithm, or mira@GRAPH for MIRA on graph GRAPH (random, uniform, ground_truth, learned)")
+                        help="comma-separated variants: an algorithm, or mira@GRAPH for MIRA on graph GRAPH "
+                             "(random, uniform, ground_truth, learned)")
     parser.add_argument("--model", default="smollm2-135m-instruct",
-                        help="base model: smollm2-135m-instruct (embedded), tiny-random, a local directory, a .gguf file or a Hub id")
+                        help="base model: smollm2-135m-instruct (embedded), tiny-random, a local directory, "
+                             "a .gguf file or a Hub id")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra config overrides (recorded with the results)")
     parser.add_argument("--tag", default="", help="suffix of the results folder, for a variant of the setup")

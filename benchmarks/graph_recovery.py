@@ -23,7 +23,8 @@ from mira.simulation import run
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct",
-                        help="base model: smollm2-135m-instruct (embedded), tiny-random, a local directory, a .gguf file or a Hub id")
+                        help="base model: smollm2-135m-instruct (embedded), tiny-random, a local directory, "
+                             "a .gguf file or a Hub id")
     parser.add_argument("--local-steps", type=int, default=5, help="R, the local steps behind each update")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data split, initial adapter and batches")
     args = parser.parse_args()

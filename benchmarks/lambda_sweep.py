@@ -23,7 +23,8 @@ LAMBDAS = (0.0, 0.25, 0.5, 1.0, 2.0)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct",
-                        help="base model: smollm2-135m-instruct (embedded), tiny-random, a local directory, a .gguf file or a Hub id")
+                        help="base model: smollm2-135m-instruct (embedded), tiny-random, a local directory, "
+                             "a .gguf file or a Hub id")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra config overrides, as for mira run --set")

@@ -30,7 +30,7 @@ from compare_real import ROOT, compare_kept, has_fast_bfloat16, publish  # noqa:
 from mira.checkpoint import atomic_write_text  # noqa: E402
 from mira.compare import read_params  # noqa: E402
 from mira.config import load_config  # noqa: E402
-from mira.report import finished_subruns  # noqa: E402
+from mira.report import finished_subruns, seeds_all_finished  # noqa: E402
 from mira.results import COMPARISON_JSON  # noqa: E402
 
 # 15 of the paper's 60 rounds (a client is sampled 1.5 times on average), 2 local steps of 8 examples cut
@@ -48,9 +48,10 @@ def report_everything_recorded(out: Path, published: Path) -> None:
     finished: dict[str, set[int]] = {}
     for variant, seed, _ in finished_subruns(out):
         finished.setdefault(variant, set()).add(seed)
-    seeds = sorted(set.intersection(*finished.values()))
-    if not seeds:
-        raise SystemExit(f"{out}: no seed is finished for every variant ({finished}); nothing to publish")
+    try:
+        seeds = sorted(seeds_all_finished(out, finished))
+    except ValueError as exc:
+        raise SystemExit(f"{exc}; nothing to publish") from None
     table = published / "results.csv"
     order = list(dict.fromkeys(row["variant"] for row in csv.DictReader(table.open()))) if table.is_file() else []
     record = json.loads((out / COMPARISON_JSON).read_text())
@@ -63,7 +64,8 @@ def main() -> None:
     parser.add_argument("--preset", choices=["ni", "dolly"], required=True,
                         help="configs/paper_ni.toml or configs/paper_dolly.toml")
     parser.add_argument("--algorithms", default="mira@random,mira@learned,fedit",
-                        help="comma-separated variants: an algorithm, or mira@GRAPH for MIRA on graph GRAPH (random, uniform, ground_truth, learned)")
+                        help="comma-separated variants: an algorithm, or mira@GRAPH for MIRA on graph GRAPH "
+                             "(random, uniform, ground_truth, learned)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--params", help="per-variant settings (best_params.toml of mira tune)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

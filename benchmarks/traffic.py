@@ -27,7 +27,8 @@ from mira.simulation import run  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct",
-                        help="base model: smollm2-135m-instruct (embedded), tiny-random, a local directory, a .gguf file or a Hub id")
+                        help="base model: smollm2-135m-instruct (embedded), tiny-random, a local directory, "
+                             "a .gguf file or a Hub id")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as out:
         base = [f"model.name='{args.model}'", f"out_dir='{out}'", "federation.rounds=1", "federation.sample_count=2",

@@ -55,13 +55,16 @@ def main() -> None:
     parser.add_argument("--dataset", choices=["ni", "dolly"], required=True,
                         help="ni: 8 Natural Instructions tasks in 4 families; dolly: the Dolly-15k categories")
     parser.add_argument("--stage", choices=["tune", "compare", "report", "all"], default="all",
-                        help="tune on validation, compare the tuned settings over seeds, write the report, or all three")
+                        help="tune on validation, compare the tuned settings over seeds, write the report, "
+                             "or all three")
     parser.add_argument("--algorithms", default=ALGORITHMS,
-                        help="comma-separated variants: an algorithm, or mira@GRAPH for MIRA on graph GRAPH (random, uniform, ground_truth, learned)")
+                        help="comma-separated variants: an algorithm, or mira@GRAPH for MIRA on graph GRAPH "
+                             "(random, uniform, ground_truth, learned)")
     parser.add_argument("--trials", type=int, default=3, help="trials per variant (the same for every one)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds of the comparison")
     parser.add_argument("--model", default="smollm2-135m-instruct",
-                        help="base model: smollm2-135m-instruct (embedded), tiny-random, a local directory, a .gguf file or a Hub id")
+                        help="base model: smollm2-135m-instruct (embedded), tiny-random, a local directory, "
+                             "a .gguf file or a Hub id")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra config overrides, as for mira run --set (recorded with the results)")
     parser.add_argument("--report-dir", type=Path, help="where the report goes (default: the results folder)")

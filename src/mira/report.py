@@ -82,6 +82,15 @@ def finished_subruns(comparison_dir: Path) -> list[tuple[str, int, Path]]:
     return [(m["variant"], int(m["seed"]), sub) for sub in subs if (m := SUBRUN.match(sub.name))]
 
 
+def seeds_all_finished(comparison_dir: Path, seeds_by_variant: dict[str, set[int]]) -> set[int]:
+    """The seeds every variant finished; ValueError when there is none."""
+    seeds = set.intersection(*seeds_by_variant.values())
+    if not seeds:
+        raise ValueError(f"{comparison_dir}: no seed is finished for every variant "
+                         f"({ {v: sorted(s) for v, s in seeds_by_variant.items()} }); finish the comparison first")
+    return seeds
+
+
 def load_comparison(comparison_dir: Path) -> tuple[list[VariantRuns], list[dict]]:
     """The finished sub-runs of a comparison, grouped by variant, and the clients.
 
@@ -117,10 +126,7 @@ def load_comparison(comparison_dir: Path) -> tuple[list[VariantRuns], list[dict]
                             sorted(seeds))
         order = asked["variants"] + [v for v in extra if seeds <= set(groups[v].seeds)]
         return [groups[v].only(seeds) for v in order], clients
-    seeds = set.intersection(*(set(g.seeds) for g in groups.values()))
-    if not seeds:
-        raise ValueError(f"{comparison_dir}: no seed is finished for every variant "
-                         f"({ {v: sorted(g.seeds) for v, g in groups.items()} }); finish the comparison first")
+    seeds = seeds_all_finished(comparison_dir, {v: set(g.seeds) for v, g in groups.items()})
     for g in groups.values():
         if set(g.seeds) - seeds:
             log.warning("report: leaving out %s's seeds %s (not finished by every variant)", g.label,
