@@ -34,7 +34,7 @@ def main() -> None:
     per_seed = {n: max(len(by_times[n]) for by_times in changes.values()) / len(seeds) for n in counts}
     print("Mean change in local test loss, round 0 to the last round (negative is better), by times sampled;")
     print(f"seeds {seeds}; a column's clients are counted per seed (the mean over seeds).\n")
-    print("| variant | " + " | ".join(f"{n}× ({per_seed[n]:g} clients)" for n in counts) + " |")
+    print("| variant | " + " | ".join(f"{n}× ({per_seed[n]:.3g} clients)" for n in counts) + " |")
     print("|---|" + "---|" * len(counts))
     for variant, by_times in changes.items():
         print(f"| {variant} | " + " | ".join(f"{statistics.fmean(by_times[n]):+.3f}" if by_times[n] else "—"
