@@ -126,11 +126,11 @@ def compare_kept(cfg, variants: list[str], seeds: list[int], name: str, params: 
     return out
 
 
-def publish(out: Path, name: str, overrides: list[str], script: str) -> None:
+def publish(out: Path, name: str, overrides: list[str], script: str, argv: list[str] | None = None) -> None:
     """Report the comparison in `out` and copy its tables, plots and config to benchmarks/results/<name>/
     with run.json (the device that published it and, where recorded, the one that trained each sub-run
     with its autocast, which the overrides, the publishing command's, need not share; torch version,
-    the exact command and overrides); print the tables."""
+    the command, `script` with `argv` (default: this process's arguments), and overrides); print the tables."""
     target = ROOT / "benchmarks" / "results" / name
     target.mkdir(parents=True, exist_ok=True)
     for path in write_report(out) + [out / "config.toml"]:
@@ -140,7 +140,7 @@ def publish(out: Path, name: str, overrides: list[str], script: str) -> None:
                   for path in sorted(target.glob(f"{RUNS}/*/{DEVICE_JSON}"))}
     (target / "run.json").write_text(json.dumps({"device": device_name(), "trained_on": trained_on,
                                                  "torch": torch.__version__,
-                                                 "command": "python " + shlex.join([script, *sys.argv[1:]]),
+                                                 "command": "python " + shlex.join([script, *(argv or sys.argv[1:])]),
                                                  "overrides": overrides}, indent=1))
     print((target / "results.md").read_text())
     print(f"results in {target}/")

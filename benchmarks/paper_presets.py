@@ -42,9 +42,9 @@ REDUCED = ["federation.rounds=15", "train.local_steps=2", "model.max_length=128"
            "eval.max_new_tokens=16", f"model.autocast='{'bfloat16' if has_fast_bfloat16() else 'none'}'"]
 
 
-def report_everything_recorded(out: Path, published: Path) -> None:
+def report_everything_recorded(out: Path, published: Path) -> tuple[list[str], list[int]]:
     """Point the comparison's record in `out` at every finished variant, over the seeds all of them
-    finished, in the order of the table published in `published` (new variants last)."""
+    finished, in the order of the table published in `published` (new variants last); return them."""
     finished: dict[str, set[int]] = {}
     for variant, seed, _ in finished_subruns(out):
         finished.setdefault(variant, set()).add(seed)
@@ -57,6 +57,7 @@ def report_everything_recorded(out: Path, published: Path) -> None:
     record = json.loads((out / COMPARISON_JSON).read_text())
     record |= {"variants": [v for v in order if v in finished] + sorted(set(finished) - set(order)), "seeds": seeds}
     atomic_write_text(out / COMPARISON_JSON, json.dumps(record))
+    return record["variants"], seeds
 
 
 def main() -> None:
@@ -77,8 +78,12 @@ def main() -> None:
     variants = args.algorithms.split(",")
     params = read_params(args.params, variants) if args.params else None
     out = compare_kept(cfg, variants, [int(s) for s in args.seeds.split(",")], name, params)
-    report_everything_recorded(out, ROOT / "benchmarks" / "results" / name)
-    publish(out, name, overrides, "benchmarks/paper_presets.py")
+    published, seeds = report_everything_recorded(out, ROOT / "benchmarks" / "results" / name)
+    # run.json's command is the one that reproduces the published table, not this command's slice of it
+    table = ["--preset", args.preset, "--algorithms", ",".join(v.replace("+", "@") for v in published),
+             "--seeds", ",".join(map(str, seeds)), *(["--params", args.params] if args.params else []),
+             *(arg for override in args.overrides for arg in ("--set", override))]
+    publish(out, name, overrides, "benchmarks/paper_presets.py", table)
 
 
 if __name__ == "__main__":

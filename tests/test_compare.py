@@ -165,7 +165,7 @@ def test_a_paper_preset_command_publishes_every_variant_over_the_seeds_all_finis
     (out / "comparison.json").write_text(json.dumps({"variants": ["fedit"], "seeds": [2], "params": {}}))
     published.mkdir()
     (published / "results.csv").write_text("variant,client\nmira+random,a\nmira+random,b\nfedit,a\n")
-    report_everything_recorded(out, published)
+    assert report_everything_recorded(out, published) == (["mira+random", "fedit", "fedkseed"], [0, 1])
     assert json.loads((out / "comparison.json").read_text()) == {
         "variants": ["mira+random", "fedit", "fedkseed"], "seeds": [0, 1], "params": {}}
     shutil.rmtree(out / "fedkseed-s1")
