@@ -1,5 +1,5 @@
 """The paper's regime (configs/paper_ni.toml, configs/paper_dolly.toml: 80 clients, 10 % sampled, batch
-8, LoRA r = 16, Adam, random task weights) at a reduced, stated budget of 25-45 minutes a variant
+8, LoRA r = 16, Adam, random task weights) at a reduced, stated budget of 23-45 minutes a variant
 on one of 2 CPU cores with SmolLM2-135M and AVX512-BF16 (12-22 of them training, the rest evaluation;
 the later variants of a seed take the first's round-0 evaluation; 60-70 minutes in float32 on an
 AVX2-only CPU): fewer rounds and local steps, shorter examples, smaller
