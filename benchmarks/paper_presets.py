@@ -32,7 +32,7 @@ from mira.checkpoint import atomic_write_text  # noqa: E402
 from mira.compare import read_params  # noqa: E402
 from mira.config import load_config  # noqa: E402
 from mira.report import finished_subruns, seeds_all_finished  # noqa: E402
-from mira.results import COMPARISON_JSON  # noqa: E402
+from mira.results import COMPARISON_JSON, spec_of  # noqa: E402
 
 # 15 of the paper's 60 rounds (a client is sampled 1.5 times on average), 2 local steps of 8 examples cut
 # to 128 tokens; 8 validation and 8 test examples a client; validation and local test loss of all 80
@@ -81,7 +81,7 @@ def main() -> None:
     out = compare_kept(cfg, variants, [int(s) for s in args.seeds.split(",")], name, params)
     published, seeds = report_everything_recorded(out, ROOT / "benchmarks" / "results" / name)
     # run.json's command is the one that reproduces the published table, not this command's slice of it
-    table = ["--preset", args.preset, "--algorithms", ",".join(v.replace("+", "@") for v in published),
+    table = ["--preset", args.preset, "--algorithms", ",".join(map(spec_of, published)),
              "--seeds", ",".join(map(str, seeds)), *(["--params", args.params] if args.params else []),
              *(arg for override in args.overrides for arg in ("--set", override))]
     publish(out, name, overrides, "benchmarks/paper_presets.py", table)

@@ -28,6 +28,11 @@ def label(spec: str) -> str:
     return spec.replace("@", "+")
 
 
+def spec_of(label_: str) -> str:
+    """The variant a name in folders and tables stands for, the inverse of `label`."""
+    return label_.replace("+", "@")
+
+
 def is_finished(run_dir: Path) -> bool:
     """Whether the run in `run_dir` trained all its rounds: it wrote its final adapters, or the folder
     is the archived record of such a run."""
