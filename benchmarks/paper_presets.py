@@ -1,8 +1,8 @@
 """The paper's regime (configs/paper_ni.toml, configs/paper_dolly.toml: 80 clients, 10 % sampled, batch
-8, LoRA r = 16, Adam, random task weights) at a reduced, stated budget of 23-45 minutes a variant
+8, LoRA r = 16, Adam, random task weights) at a reduced, stated budget of up to 40-45 minutes a variant
 on one of 2 CPU cores with SmolLM2-135M and AVX512-BF16 (12-22 of them training, the rest evaluation;
-the later variants of a seed take the first's round-0 evaluation; 60-70 minutes in float32 on an
-AVX2-only CPU): fewer rounds and local steps, shorter examples, smaller
+the later variants of a seed skip the round-0 evaluation, taking the first's; 60-70 minutes in float32
+on an AVX2-only CPU): fewer rounds and local steps, shorter examples, smaller
 evaluation sets, bfloat16 autocast where the CPU has it (FedKSeed's forward passes stay float32). Same
 80 clients and 10 % sampling; `--set federation.rounds=60` (and so on) moves towards the full preset.
 Results, with plots, go to benchmarks/results/paper-<preset>-reduced/.
