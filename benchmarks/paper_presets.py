@@ -1,20 +1,23 @@
-"""The paper's regime (configs/paper_ni.toml, configs/paper_dolly.toml: 80 clients, 10 % sampled, batch
-8, LoRA r = 16, Adam, random task weights) at a reduced, stated budget of up to 40-45 minutes a variant
-on one of 2 CPU cores with SmolLM2-135M and AVX512-BF16 (12-22 of them training, the rest evaluation;
-the later variants of a seed skip the round-0 evaluation, taking the first's; 60-70 minutes in float32
-on an AVX2-only CPU): fewer rounds and local steps, shorter examples, smaller
-evaluation sets, bfloat16 autocast where the CPU has it (FedKSeed's forward passes stay float32). Same
-80 clients and 10 % sampling; `--set federation.rounds=60` (and so on) moves towards the full preset.
-Results, with plots, go to benchmarks/results/paper-<preset>-reduced/.
+"""The paper's regime (configs/paper_ni.toml: 80 clients each with its own NI task; configs/paper_dolly.toml:
+80 Dolly clients from a Dirichlet split; 10 % sampled, batch 8, LoRA r = 16, Adam, random task weights) on
+2 CPU cores with SmolLM2-135M, at one of two stated budgets:
 
-    python benchmarks/paper_presets.py --preset ni --algorithms mira@random,mira@ground_truth,mira@learned,fedit
+--horizon 60 (the paper's 60 rounds): 2 local steps of 8 examples cut to 96 tokens, validation and local
+  test loss of all 80 clients every 5 rounds, bfloat16 autocast where the CPU has it; 1-1.5 hours a
+  variant on one core of an AVX512-BF16/AMX Xeon. Results go to benchmarks/results/paper-<preset>-60/.
+--horizon 15 (the earlier reduced budget): 15 rounds of 2 local steps, examples cut to 128 tokens, 8
+  validation and 8 test examples a client. Results go to benchmarks/results/paper-<preset>-reduced/
+  (the NI records published there were made with the earlier NI preset, 16 tasks split over 5 clients
+  each; their config.toml says so).
+
+    python benchmarks/paper_presets.py --preset ni --horizon 60 --algorithms fedit,mira@random
     python benchmarks/paper_presets.py --preset dolly --algorithms mira@random,mira@learned,fedit,fedptuning,fedkseed
 
 Settings are the presets' (untuned: lr 2e-3, η·λ = 0.5), or each variant's from --params (a
-best_params.toml of `mira tune`). Dolly has no task families, so no true graph there. Runs resume,
-and several commands may run side by side (different variants or seeds): each records its sub-runs as
-they finish and then publishes the largest complete table of what is recorded, every variant over the
-seeds that all of them finished, whatever slice the command itself ran.
+best_params.toml of `mira tune`). On NI mira@ground_truth is the category graph. Runs resume, and several
+commands may run side by side (different variants or seeds): each records its sub-runs as they finish and
+then publishes the largest complete table of what is recorded, every variant over the seeds that all of
+them finished, whatever slice the command itself ran.
 """
 
 from __future__ import annotations
@@ -34,13 +37,21 @@ from mira.config import load_config  # noqa: E402
 from mira.report import finished_subruns, seeds_all_finished  # noqa: E402
 from mira.results import COMPARISON_JSON, spec_of  # noqa: E402
 
-# 15 of the paper's 60 rounds (a client is sampled 1.5 times on average), 2 local steps of 8 examples cut
-# to 128 tokens; 8 validation and 8 test examples a client; validation and local test loss of all 80
-# clients every 5 rounds; the global loss (a sample of 8 clients) and ROUGE-L (4 answers of 16 tokens a
-# client) at round 0 and the end; bfloat16 autocast only where the hardware makes it faster.
-REDUCED = ["federation.rounds=15", "train.local_steps=2", "model.max_length=128", "eval.eval_every=5",
-           "data.val_per_client=8", "data.test_per_client=8", "eval.global_loss_clients=8",
-           "eval.max_new_tokens=16", f"model.autocast='{'bfloat16' if has_fast_bfloat16() else 'none'}'"]
+AUTOCAST = f"model.autocast='{'bfloat16' if has_fast_bfloat16() else 'none'}'"
+BUDGETS = {
+    # 15 of the paper's 60 rounds (a client is sampled 1.5 times on average), 2 local steps of 8 examples cut
+    # to 128 tokens; 8 validation and 8 test examples a client; validation and local test loss of all 80
+    # clients every 5 rounds; the global loss (a sample of 8 clients) and ROUGE-L (4 answers of 16 tokens a
+    # client) at round 0 and the end.
+    15: ["federation.rounds=15", "train.local_steps=2", "model.max_length=128", "eval.eval_every=5",
+         "data.val_per_client=8", "data.test_per_client=8", "eval.global_loss_clients=8",
+         "eval.max_new_tokens=16", AUTOCAST],
+    # The paper's 60 rounds (a client is sampled 6 times on average), 2 local steps of 8 examples cut to 96
+    # tokens, length-grouped; evaluation every 5 rounds on the preset's validation and test sets.
+    60: ["federation.rounds=60", "train.local_steps=2", "model.max_length=96", "train.group_by_length=true",
+         "eval.eval_every=5", "eval.max_new_tokens=16", AUTOCAST],
+}
+RESULTS = {15: "paper-{preset}-reduced", 60: "paper-{preset}-60"}
 
 
 def report_everything_recorded(out: Path, published: Path) -> tuple[list[str], list[int]]:
@@ -68,20 +79,22 @@ def main() -> None:
     parser.add_argument("--algorithms", default="mira@random,mira@learned,fedit",
                         help="comma-separated variants: an algorithm, or mira@GRAPH for MIRA on graph GRAPH "
                              "(random, uniform, ground_truth, learned)")
+    parser.add_argument("--horizon", type=int, choices=sorted(BUDGETS), default=15,
+                        help="rounds, with the budget stated above for each")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--params", help="per-variant settings (best_params.toml of mira tune)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra config overrides (recorded with the results)")
     args = parser.parse_args()
-    name = f"paper-{args.preset}-reduced"
-    overrides = [*REDUCED, f"name='{name}'", f"out_dir='{ROOT / 'runs' / 'benchmarks'}'", *args.overrides]
+    name = RESULTS[args.horizon].format(preset=args.preset)
+    overrides = [*BUDGETS[args.horizon], f"name='{name}'", f"out_dir='{ROOT / 'runs' / 'benchmarks'}'", *args.overrides]
     cfg = load_config(ROOT / "configs" / f"paper_{args.preset}.toml", overrides)
     variants = args.algorithms.split(",")
     params = read_params(args.params, variants) if args.params else None
     out = compare_kept(cfg, variants, [int(s) for s in args.seeds.split(",")], name, params)
     published, seeds = report_everything_recorded(out, ROOT / "benchmarks" / "results" / name)
     # run.json's command is the one that reproduces the published table, not this command's slice of it
-    table = ["--preset", args.preset, "--algorithms", ",".join(map(spec_of, published)),
+    table = ["--preset", args.preset, "--horizon", str(args.horizon), "--algorithms", ",".join(map(spec_of, published)),
              "--seeds", ",".join(map(str, seeds)), *(["--params", args.params] if args.params else []),
              *(arg for override in args.overrides for arg in ("--set", override))]
     publish(out, name, overrides, "benchmarks/paper_presets.py", table)

@@ -19,7 +19,7 @@ from .algorithms import Message, adapter_kind, algorithm_class
 from .config import Config, ConfigError
 from .data import ClientData, load_clients
 from .data.encode import Encoded, batch_schedule, collate, encode
-from .evaluate import losses_on, response_tokens
+from .evaluate import losses_on, response_loss, response_tokens
 from .generation import generation_scores
 from .lora import AdapterSlot
 from .model import attach_adapter, load_base_model
@@ -141,7 +141,9 @@ class LocalTrainer:
         cfg = ws.cfg
         self.ws, self.data = ws, ws.train_sets[ws.position(k)]
         self.initial_theta, self.a_mask = ws.initial_theta, ws.a_mask
-        self.batches = batch_schedule(len(self.data), cfg.train.batch_size, cfg.train.local_steps, cfg.seed, k, round_)
+        lengths = [len(e.input_ids) for e in self.data] if cfg.train.group_by_length else None
+        self.batches = batch_schedule(len(self.data), cfg.train.batch_size, cfg.train.local_steps, cfg.seed, k, round_,
+                                      lengths)
         self.seed = client_seed(cfg.seed, k, round_)
         self.optimizer_state, self.on_step = optimizer_state, on_step
         self.mean_loss = float("nan")
@@ -164,7 +166,7 @@ class LocalTrainer:
         device = ws.slot.params[0].device
         batch = collate([self.data[i] for i in self.batches[step]], ws.pad_id)
         with torch.autocast(device.type, enabled=False):
-            return ws.model(**{k: v.to(device) for k, v in batch.items()}).loss.item()
+            return response_loss(ws.model, {k: v.to(device) for k, v in batch.items()}).item()
 
     def log_step(self, loss):
         self.logged.append(loss)

@@ -58,7 +58,10 @@ class DataConfig(Section):
     tasks: list[str] = Field(default_factory=list)
     """Keep only these tasks (NI task names, Dolly categories, values of task_field); empty = all."""
     families: str = ""
-    """JSON file mapping task name to family (NI; default family = the task's source dataset)."""
+    """JSON file mapping task name to family (NI; default family: see ni_family)."""
+    ni_family: Literal["category", "source"] = "source"
+    """NI: a task's family where data.families does not name it: its source dataset ('source') or
+    its first category ('category', the task file's `Categories`)."""
     partition: Literal["dirichlet", "iid", "split", "task"] = "task"
     """'task' (one client per task), 'split' (clients_per_task clients per task), 'dirichlet'
     (num_clients clients, task mix ~ Dirichlet(alpha)) or 'iid' (num_clients clients)."""
@@ -77,6 +80,9 @@ class DataConfig(Section):
     """records: column naming each record's task (empty: the whole file is one task)."""
     train_per_client: int = Field(48, gt=0)
     """Training examples per client (federated clients are data-poor)."""
+    train_fraction: float = Field(1.0, gt=0, le=1)
+    """At most this share of a client's examples is trained on (the MIRA paper keeps about 20 % of
+    each task's training data); train_per_client caps it."""
     test_per_client: int = Field(16, gt=0)
     """Held-out test examples per client."""
     val_per_client: int = Field(16, ge=0)
@@ -99,6 +105,9 @@ class TrainConfig(Section):
     """Max global gradient norm per step; 0 disables clipping."""
     persistent_optimizer: bool = False
     """Keep each client's optimiser state across the rounds it is sampled in."""
+    group_by_length: bool = False
+    """Batch examples of similar length together (less padding computed); the same examples are
+    drawn as without it, and the batches stay a function of (seed, client, round)."""
 
 
 class FederationConfig(Section):

@@ -10,25 +10,29 @@ from .lora import AdapterSlot
 from .model import virtual_tokens
 
 
+def response_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy over the response tokens of a collated batch, projecting onto the vocabulary only
+    at the positions where some example's next token is scored (the responses): equal to the model's
+    own `.loss` (mean over scored tokens), at a fraction of the output layer's cost."""
+    prefix = virtual_tokens(model)  # P-tuning's logits start with its virtual tokens'
+    positions = (batch["labels"][:, 1:] != IGNORE).any(dim=0).nonzero().squeeze(1)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   logits_to_keep=positions + prefix).logits
+    targets = batch["labels"][:, positions + 1]
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE, reduction=reduction)
+
+
 @torch.no_grad()
 def test_loss(model: torch.nn.Module, examples: list[Encoded], batch_size: int, pad_id: int) -> float:
     """Mean cross-entropy over the response tokens of `examples` with the adapter now in the model
     (in eval mode: no dropout)."""
     model.eval()
     device = next(model.parameters()).device
-    prefix = virtual_tokens(model)  # P-tuning's logits start with its virtual tokens'
-    total, count = 0.0, 0
+    total = 0.0
     for start in range(0, len(examples), batch_size):
         batch = {k: v.to(device) for k, v in collate(examples[start:start + batch_size], pad_id).items()}
-        # Project onto the vocabulary only where a next token is scored (the responses).
-        positions = (batch["labels"][:, 1:] != IGNORE).any(dim=0).nonzero().squeeze(1)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       logits_to_keep=positions + prefix).logits
-        targets = batch["labels"][:, positions + 1]
-        total += F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
-                                 ignore_index=IGNORE, reduction="sum").item()
-        count += int((targets != IGNORE).sum())
-    return total / max(count, 1)
+        total += response_loss(model, batch, reduction="sum").item()
+    return total / max(response_tokens(examples), 1)
 
 
 def losses_on(model: torch.nn.Module, slot: AdapterSlot, thetas: torch.Tensor, examples: list[Encoded],

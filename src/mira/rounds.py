@@ -204,8 +204,11 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         writer = MetricsWriter(run_dir, clients)
         tracker = RunTracker(run_dir, 0, fcfg.rounds, cfg.train.local_steps)
         selection = Selection.start(thetas)
+        begin = time.perf_counter()
         record = {"round": 0, "sampled": []} | (initial_evaluation if initial_evaluation is not None
                                                  else backend.evaluate(thetas, full=test, test=test))
+        if initial_evaluation is None:
+            record |= {"eval_seconds": time.perf_counter() - begin, "wall_seconds": time.perf_counter() - begin}
         _select(selection, record, names, thetas)
         writer.write(record)
         tracker.end(record)
@@ -231,11 +234,13 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
                       initial=start - 1, total=fcfg.rounds)
         for round_ in rounds:
             tracker.start(round_)
+            begin = time.perf_counter()
             thetas, record = federated_round(cfg, algorithm, backend, thetas, round_, names, optimizer_states, progress,
                                              tracker.local_step)
             last = round_ == fcfg.rounds
             evaluated = round_ % cfg.eval.eval_every == 0 or last
             if evaluated:
+                evaluating = time.perf_counter()
                 record |= backend.evaluate(thetas, full=last and test, test=test)
                 _select(selection, record, names, thetas)
                 key = "mean_local_loss" if test else "mean_val_loss"
@@ -247,6 +252,8 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
                     rows = global_loss_clients(cfg, len(names))
                     record["selected"] = selection.summary(names) | _evaluate_selected(backend, selection, thetas,
                                                                                        record, names, rows)
+                record["eval_seconds"] = time.perf_counter() - evaluating
+            record["wall_seconds"] = time.perf_counter() - begin
             writer.write(record)
             tracker.end(record)
             history.append(record)
@@ -278,9 +285,9 @@ def _save_adapters(run_dir: Path, clients: list[ClientData], thetas: torch.Tenso
 
 
 def evaluation_part(record: dict) -> dict:
-    """A round's evaluation metrics without its round number and sampling (what `initial_evaluation`
-    takes from another run's round-0 record)."""
-    return {k: v for k, v in record.items() if k not in ("round", "sampled")}
+    """A round's evaluation metrics without its round number, sampling and timings (what
+    `initial_evaluation` takes from another run's round-0 record)."""
+    return {k: v for k, v in record.items() if k not in ("round", "sampled", "eval_seconds", "wall_seconds")}
 
 
 def _select(selection: Selection, record: dict, names: list[str], thetas: torch.Tensor) -> None:

@@ -8,6 +8,7 @@ import torch
 
 from .config import TrainConfig
 from .data.encode import Encoded, collate
+from .evaluate import response_loss
 from .lora import AdapterSlot, is_lora_a
 
 
@@ -51,7 +52,7 @@ def train_local(model: torch.nn.Module, slot: AdapterSlot, theta: torch.Tensor, 
     losses = []
     for batch_ids in batches:
         batch = {k: v.to(device) for k, v in collate([examples[i] for i in batch_ids], pad_id).items()}
-        loss = model(**batch).loss
+        loss = response_loss(model, batch)
         objective = loss
         if anchors is not None:
             objective = loss + mu / 2 * sum(((p - a) ** 2).sum() for p, a in zip(slot.params, anchors))

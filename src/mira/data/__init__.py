@@ -51,7 +51,8 @@ def load_tasks(cfg: DataConfig, seed: int) -> list[Task]:
                                                                       -(-cfg.num_clients // len(TASKS)))
         tasks = synthetic_tasks(per_task, seed)
     elif cfg.source == "natural_instructions":
-        tasks = load_natural_instructions(cfg.path, cfg.num_positive_examples, _read_families(cfg.families))
+        tasks = load_natural_instructions(cfg.path, cfg.num_positive_examples, _read_families(cfg.families),
+                                          cfg.ni_family)
     elif cfg.source == "dolly":
         tasks = load_dolly(cfg.path or DOLLY_HUB_ID)
     else:
@@ -85,4 +86,4 @@ def load_clients(cfg: DataConfig, seed: int) -> list[ClientData]:
     from .partition import partition
 
     return partition(load_tasks(cfg, seed), cfg.partition, cfg.train_per_client, cfg.test_per_client, seed,
-                     cfg.clients_per_task, cfg.num_clients, cfg.alpha, cfg.val_per_client)
+                     cfg.clients_per_task, cfg.num_clients, cfg.alpha, cfg.val_per_client, cfg.train_fraction)

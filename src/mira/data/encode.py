@@ -60,19 +60,34 @@ def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def batch_schedule(num_examples: int, batch_size: int, steps: int, seed: int, client: int,
-                   round_: int) -> list[list[int]]:
+GROUP_BATCHES = 8
+"""Length grouping sorts each run of this many consecutive batches' examples by length."""
+
+
+def batch_schedule(num_examples: int, batch_size: int, steps: int, seed: int, client: int, round_: int,
+                   lengths: list[int] | None = None) -> list[list[int]]:
     """Example indices for each local step: shuffled passes over the data, a pure function of
-    (seed, client, round) so every runner and every algorithm sees the same batches."""
+    (seed, client, round) so every runner and every algorithm sees the same batches.
+
+    With `lengths` (each example's token count), examples of similar length are batched together:
+    each run of GROUP_BATCHES consecutive batches keeps its examples, sorted by length (within each
+    pass) and cut into batches again, whose order is then shuffled: less padding, the same examples.
+    """
     rng = random.Random(f"batches-{seed}-{client}-{round_}")
-    order: list[int] = []
-    batches = []
-    for _ in range(steps):
-        batch = []
-        while len(batch) < min(batch_size, num_examples):
-            if not order:
-                order = list(range(num_examples))
-                rng.shuffle(order)
-            batch.append(order.pop())
-        batches.append(batch)
-    return batches
+    size = min(batch_size, num_examples)
+    stream: list[int] = []
+    while len(stream) < steps * size:
+        order = list(range(num_examples))
+        rng.shuffle(order)
+        stream += reversed(order)
+    stream = stream[:steps * size]
+    if lengths is not None:
+        chunk = GROUP_BATCHES * size
+        for start in range(0, len(stream), chunk):
+            # sorted (stably) by length within each pass over the data, so no batch holds an example twice
+            positions = range(start, min(start + chunk, len(stream)))
+            run = [stream[i] for i in sorted(positions, key=lambda i: (i // num_examples, lengths[stream[i]]))]
+            batches = [run[i:i + size] for i in range(0, len(run), size)]
+            rng.shuffle(batches)
+            stream[start:start + chunk] = [i for batch in batches for i in batch]
+    return [stream[i * size:(i + 1) * size] for i in range(steps)]

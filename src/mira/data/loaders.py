@@ -141,9 +141,10 @@ def ni_prompt(definition: str, positives: list[dict], text: str) -> str:
     return "\n\n".join(parts)
 
 
-def load_ni_task(path: Path, num_positive: int = 0) -> Task:
+def load_ni_task(path: Path, num_positive: int = 0, family_from: str = "source") -> Task:
     """One Natural Instructions task file: prompt = definition (+ k positive examples) + input;
-    target = the first output; all outputs kept as references. Family = the task's source dataset."""
+    target = the first output; all outputs kept as references. Family = the task's source dataset
+    (`family_from` 'source') or its first category ('category')."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -177,19 +178,20 @@ def load_ni_task(path: Path, num_positive: int = 0) -> Task:
         if not isinstance(outputs, list) or not outputs or not all(isinstance(o, str) for o in outputs):
             raise DataError(f"{where}: field 'output' must be a non-empty list of strings, got {outputs!r:.60}")
         examples.append(Example(ni_prompt(definition, positives[:num_positive], text), outputs[0], tuple(outputs)))
-    source = data.get("Source")
+    source = data.get("Categories" if family_from == "category" else "Source")
     family = (source[0] if isinstance(source, list) and source else str(source or Path(path).stem))
     return Task(Path(path).stem, family.split(" (")[0].strip(), examples)
 
 
-def load_natural_instructions(source: str, num_positive: int = 0,
-                              families: dict[str, str] | None = None) -> list[Task]:
-    """Every `*.json` task file in a directory (or one file); `families` maps task name → family."""
+def load_natural_instructions(source: str, num_positive: int = 0, families: dict[str, str] | None = None,
+                              family_from: str = "source") -> list[Task]:
+    """Every `*.json` task file in a directory (or one file); `families` maps task name → family,
+    which is otherwise its source or category (`family_from`)."""
     path = Path(source).expanduser()
     files = sorted(path.glob("*.json")) if path.is_dir() else [path]
     if not files or not files[0].exists():
         raise DataError(f"{source}: no Natural Instructions task files (*.json) found")
-    tasks = [load_ni_task(f, num_positive) for f in files]
+    tasks = [load_ni_task(f, num_positive, family_from) for f in files]
     if families:
         unknown = sorted(set(families) - {t.name for t in tasks})
         if unknown:

@@ -14,10 +14,10 @@ log = logging.getLogger(__name__)
 
 
 def split_client(name: str, family: str, examples: list[Example], train_cap: int, test_cap: int,
-                 sources: list[str] | str = "", val_cap: int = 0) -> ClientData:
-    """Hold out up to `test_cap` examples for testing, keep up to `train_cap` for training and the
-    next up to `val_cap` for validation. `sources` names the task of each example (or of all), for
-    the client's `task_counts`.
+                 sources: list[str] | str = "", val_cap: int = 0, train_fraction: float = 1.0) -> ClientData:
+    """Hold out up to `test_cap` examples for testing, keep up to `train_cap` (and at most
+    `train_fraction` of the client's examples) for training and the next up to `val_cap` for
+    validation. `sources` names the task of each example (or of all), for the client's `task_counts`.
 
     The test part comes first and its size depends on the train and test caps only, so switching
     validation on or off never changes it; with enough data the training part does not change
@@ -26,6 +26,8 @@ def split_client(name: str, family: str, examples: list[Example], train_cap: int
     whose train or test part would be empty is an error.
     """
     n = len(examples)
+    if train_fraction < 1:
+        train_cap = min(train_cap, max(1, int(train_fraction * n)))
     if n >= train_cap + test_cap:
         n_test = test_cap
     else:
@@ -55,8 +57,8 @@ def _shuffled(examples: list[Example], seed: int, tag: str) -> list[Example]:
 
 
 def partition(tasks: list[Task], scheme: str, train_cap: int, test_cap: int, seed: int,
-              clients_per_task: int = 1, num_clients: int = 0, alpha: float = 0.5, val_cap: int = 0
-              ) -> list[ClientData]:
+              clients_per_task: int = 1, num_clients: int = 0, alpha: float = 0.5, val_cap: int = 0,
+              train_fraction: float = 1.0) -> list[ClientData]:
     """Clients from tasks.
 
     task: one client per task. split: `clients_per_task` clients per task, its data divided evenly.
@@ -66,7 +68,7 @@ def partition(tasks: list[Task], scheme: str, train_cap: int, test_cap: int, see
     """
     if scheme == "task":
         return [split_client(t.name, t.family, _shuffled(t.examples, seed, t.name), train_cap, test_cap, t.name,
-                             val_cap)
+                             val_cap, train_fraction)
                 for t in tasks]
     if scheme == "split":
         clients = []
@@ -74,7 +76,7 @@ def partition(tasks: list[Task], scheme: str, train_cap: int, test_cap: int, see
             shards = np.array_split(np.arange(len(t.examples)), clients_per_task)
             shuffled = _shuffled(t.examples, seed, t.name)
             clients += [split_client(f"{t.name}#{i}", t.family, [shuffled[j] for j in shard], train_cap, test_cap,
-                                     t.name, val_cap)
+                                     t.name, val_cap, train_fraction)
                         for i, shard in enumerate(shards)]
         return clients
     if scheme not in ("dirichlet", "iid"):
@@ -104,7 +106,7 @@ def partition(tasks: list[Task], scheme: str, train_cap: int, test_cap: int, see
         main = Counter(name for _, name in held).most_common(1)
         family = family_of[main[0][0]] if main else "none"
         clients.append(split_client(f"client{i:03d}", family, [e for e, _ in held], train_cap, test_cap,
-                                    [name for _, name in held], val_cap))
+                                    [name for _, name in held], val_cap, train_fraction))
     return clients
 
 
