@@ -9,13 +9,16 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture
 def evaluations(monkeypatch):
-    """(full, clients) of every in-process evaluation from here on (clients None: every client)."""
+    """(generate, clients) of every in-process evaluation from here on (clients None: every client)."""
     from mira.simulation import InProcess
 
     calls = []
     evaluate = InProcess.evaluate
-    monkeypatch.setattr(InProcess, "evaluate", lambda self, thetas, full, test=True, clients=None:
-                        calls.append((full, clients)) or evaluate(self, thetas, full, test, clients))
+
+    def recorded(self, thetas, clients, generate, test, cross):
+        calls.append((generate, None if len(clients) == len(thetas) else clients))
+        return evaluate(self, thetas, clients, generate, test, cross)
+    monkeypatch.setattr(InProcess, "evaluate", recorded)
     return calls
 
 

@@ -120,7 +120,7 @@ def test_compare_continues_and_report_errors(tmp_path, capsys, caplog):
     assert {r["seeds"] for r in csv.DictReader((out / "results.csv").open())} == {"1"}
 
 
-def test_a_later_compare_takes_round_0_from_a_sibling_with_the_same_initial_state(tmp_path, caplog, evaluations):
+def test_a_later_compare_takes_round_0_from_a_sibling_with_the_same_initial_state(tmp_path, caplog):
     """Variants run by separate commands (or processes) share one round-0 evaluation, but only with
     the same seed, kind of adapter, model, data and evaluation settings."""
     cfg = load_config(None, [*TINY, f"out_dir='{tmp_path}'"])
@@ -131,13 +131,11 @@ def test_a_later_compare_takes_round_0_from_a_sibling_with_the_same_initial_stat
                 progress=False)
     assert "local-s0 takes its round-0 evaluation from fedit-s0" in caplog.text
     assert "fedptuning-s0 takes" not in caplog.text and "mira-s0 takes" not in caplog.text
-    # every client's full evaluation: fedit at round 0 and the end; local, at the end only; fedptuning
-    # (P-tuning) and mira (other evaluation settings), at round 0 and the end
-    assert [full and clients is None for full, clients in evaluations].count(True) == 2 + 1 + 2 + 2
     first = {v: json.loads((cfg.run_dir / f"{v}-s0" / "metrics.jsonl").read_text().splitlines()[0])
-             for v in ["fedit", "local", "mira"]}
+             for v in ["fedit", "local", "fedptuning", "mira"]}
+    # round 0 evaluated by fedit, fedptuning (P-tuning) and mira (other evaluation settings); local took fedit's
+    assert [v for v in first if "eval_seconds" in first[v]] == ["fedit", "fedptuning", "mira"]
     assert first["local"] == evaluation_part(first["fedit"]) | {"round": 0, "sampled": []}
-    assert "eval_seconds" in first["fedit"]  # the time was spent by fedit, not by local
     assert first["mira"]["local_loss"] == first["fedit"]["local_loss"]  # the losses do not depend on max_new_tokens
 
 

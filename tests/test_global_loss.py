@@ -5,7 +5,7 @@ import torch
 
 from mira.client import build_workspace
 from mira.rounds import global_loss_clients
-from mira.simulation import InProcess
+from mira.simulation import evaluate
 
 
 def test_a_sampled_global_loss_is_the_sampled_block_of_the_full_matrix(tiny_config):
@@ -13,17 +13,17 @@ def test_a_sampled_global_loss_is_the_sampled_block_of_the_full_matrix(tiny_conf
                       "eval.global_loss_clients=0")
     ws = build_workspace(cfg)
     thetas = ws.initial_theta + 0.05 * torch.randn(6, ws.initial_theta.numel(), generator=torch.Generator().manual_seed(0))
-    full = InProcess(ws).evaluate(thetas, full=True)
+    full = evaluate(ws, thetas, full=True)
     assert len(full["global_loss"]) == 6 and "global_loss_clients" not in full
 
     ws.cfg.eval.global_loss_clients = 3
     rows = global_loss_clients(ws.cfg, 6)
     assert len(rows) == 3 and rows == global_loss_clients(ws.cfg, 6)  # a fixed sample of the seed
-    sampled = InProcess(ws).evaluate(thetas, full=True)
+    sampled = evaluate(ws, thetas, full=True)
     names = [ws.clients[k].name for k in rows]
     assert sampled["global_loss_clients"] == names and list(sampled["global_loss"]) == names
     block = torch.tensor(full["loss_matrix"])[rows][:, rows]
     assert torch.allclose(torch.tensor(sampled["loss_matrix"]), block)
     assert sampled["local_loss"] == full["local_loss"]
     ws.cfg.eval.global_loss = False
-    assert "global_loss" not in InProcess(ws).evaluate(thetas, full=True)
+    assert "global_loss" not in evaluate(ws, thetas, full=True)

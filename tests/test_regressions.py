@@ -15,7 +15,7 @@ from mira.cli import main
 from mira.client import build_workspace
 from mira.config import ConfigError, load_config, resume_config
 from mira.export import RunModel
-from mira.simulation import InProcess, run
+from mira.simulation import evaluate, run
 
 
 def test_evaluation_and_generation_run_without_dropout(tiny_config):
@@ -26,7 +26,7 @@ def test_evaluation_and_generation_run_without_dropout(tiny_config):
     assert len(answers) == 1
     ws = build_workspace(cfg)  # as a Flower node builds it for each message
     assert not ws.model.training
-    fresh = InProcess(ws).evaluate(result.thetas, full=False)["local_loss"]
+    fresh = evaluate(ws, result.thetas, full=False)["local_loss"]
     assert fresh == result.history[-1]["local_loss"]
 
 

@@ -52,3 +52,26 @@ def test_length_grouped_batches_draw_the_same_examples_with_less_padding():
     def useful(batches):
         return sum(lengths[i] for b in batches for i in b) / sum(8 * max(lengths[i] for i in b) for b in batches)
     assert useful(grouped) > 0.8 > 0.6 > useful(plain)
+
+
+def test_reused_evaluations_equal_fresh_ones_exactly(tiny_config, evaluations):
+    """MIRA with a few clients sampled: each evaluation asks only for the clients whose adapter changed,
+    and every recorded number equals evaluating all adapters afresh."""
+    from mira.client import build_workspace
+    from mira.rounds import global_loss_clients
+    from mira.simulation import evaluate, run
+
+    cfg = tiny_config("name=reuse", "federation.rounds=3", "federation.sample_count=2", "eval.global_loss_clients=4")
+    result = run(cfg, progress=False)
+    sampled = [set(r["sampled"]) for r in result.history]
+    names = [c.name for c in result.clients]
+    asked = [set(names) if clients is None else {names[k] for k in clients} for _, clients in evaluations]
+    assert asked[0] == set(names)  # round 0
+    assert asked[1] == sampled[1] and asked[2] == sampled[2]  # rounds 1 and 2: the sampled clients only
+    ws = build_workspace(cfg)
+    fresh = evaluate(ws, result.thetas, full=True)
+    final = result.history[-1]
+    for key in ("local_loss", "val_loss", "global_loss", "rouge_l", "exact_match", "loss_matrix"):
+        assert final[key] == fresh[key], key
+    rows = global_loss_clients(cfg, len(names))
+    assert len(rows) == 4 and len(final["loss_matrix"]) == 4

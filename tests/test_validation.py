@@ -15,7 +15,7 @@ from mira.data.partition import partition
 from mira.evaluate import losses_on
 from mira.lora import load_adapter
 from mira.rounds import global_loss_clients
-from mira.simulation import InProcess, run
+from mira.simulation import evaluate, run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -90,7 +90,7 @@ def test_only_clients_whose_selected_adapter_changed_are_evaluated_again(tiny_co
     assert 0 < len(changed) < len(result.thetas) - len(rows), "raise train.lr or the rounds to make the test bite"
     assert set(asked) == (changed | rows if changed & rows else changed)
     # the merged record is what evaluating every selected adapter afresh gives
-    full = InProcess(build_workspace(cfg), progress=False).evaluate(result.selection.thetas, full=True)
+    full = evaluate(build_workspace(cfg), result.selection.thetas, full=True)
     selected = result.history[-1]["selected"]
     for key in ("local_loss", "global_loss", "rouge_l", "exact_match"):
         assert selected[key].keys() == full[key].keys()

@@ -5,6 +5,8 @@ checkpoints and the final adapters."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import random
 import shutil
@@ -40,10 +42,12 @@ class Backend(Protocol):
         on the way; `on_step(client_name, loss)` after each local step where the backend sees them
         (in process)."""
 
-    def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True, clients: list[int] | None = None) -> dict:
-        """The round's evaluation metrics (see `summarise_evaluation`): validation and local test loss
-        of every client's adapter (or of `clients` only); with `full`, also the global loss (if
-        eval.global_loss), ROUGE-L and exact match; without `test`, validation only."""
+    def evaluate(self, thetas: torch.Tensor, clients: list[int], generate: bool, test: bool,
+                 cross: dict[int, torch.Tensor]) -> dict[int, ClientEvaluation]:
+        """The evaluations of `clients`, each of its own adapter (row of `thetas`): validation loss and,
+        with `test`, test loss; with `generate`, ROUGE-L and exact match; for a client in `cross`, also
+        the loss of each of those adapters on its test set (its column of the global loss). Clients
+        that failed are left out."""
 
 
 @dataclass
@@ -159,6 +163,61 @@ def summarise_evaluation(names: list[str], evaluations: dict[int, ClientEvaluati
     return out
 
 
+def adapter_digest(theta: torch.Tensor) -> bytes:
+    """A key for an adapter's content (its float32 bytes)."""
+    return hashlib.blake2b(theta.detach().to("cpu", torch.float32).contiguous().numpy().tobytes(),
+                           digest_size=16).digest()
+
+
+class Evaluator:
+    """Evaluation through a backend that computes only what changed: every loss and score is kept,
+    keyed by the client whose data it was computed on and the content of the adapter, and reused while
+    neither changes (under MIRA, Local, Ditto and FedSA-LoRA only the clients sampled since the last
+    evaluation have new adapters; under FedIT every client shares one, scored once per test set in the
+    global loss). The numbers are those a fresh evaluation gives; nothing is kept on disk, so a resumed
+    run evaluates afresh."""
+
+    def __init__(self, backend: Backend, cfg: Config, names: list[str]):
+        self.backend, self.cfg, self.names = backend, cfg, names
+        self.done: dict[tuple[int, bytes, bool], ClientEvaluation] = {}
+        """(client, adapter, test): the client's evaluation of that adapter, without its column"""
+        self.cells: dict[tuple[int, bytes], float] = {}
+        """(client, adapter): the adapter's loss on the client's test set"""
+
+    def __call__(self, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
+        """The round's evaluation metrics (see `summarise_evaluation`) of every client's adapter: validation
+        and local test loss; with `full`, also the global loss (if eval.global_loss), ROUGE-L and exact
+        match; without `test`, validation only (the test sets are not read)."""
+        generate = full and test
+        rows = global_loss_clients(self.cfg, len(thetas)) if generate else []
+        digests = [adapter_digest(theta) for theta in thetas]
+        first = {}
+        for r in rows:
+            first.setdefault(digests[r], r)
+        asked, cross = [], {}
+        for k, digest in enumerate(digests):
+            known = self.done.get((k, digest, test))
+            missing = [r for d, r in first.items() if (k, d) not in self.cells] if k in rows else []
+            if known is None or (generate and known.scores is None) or missing:
+                asked.append(k)
+                if missing:
+                    cross[k] = missing
+        if asked:
+            fresh = self.backend.evaluate(thetas, asked, generate, test, {k: thetas[r] for k, r in cross.items()})
+            for k, evaluation in fresh.items():
+                self.done[(k, digests[k], test)] = dataclasses.replace(evaluation, column=None)
+                if evaluation.local_loss is not None:
+                    self.cells[(k, digests[k])] = evaluation.local_loss
+                for r, loss in zip(cross.get(k, []), evaluation.column or []):
+                    self.cells[(k, digests[r])] = loss
+        evaluations = {}
+        for k, digest in enumerate(digests):
+            if (known := self.done.get((k, digest, test))) is not None:
+                column = [self.cells[(k, digests[r])] for r in rows] if k in rows else None
+                evaluations[k] = dataclasses.replace(known, column=column, scores=known.scores if generate else None)
+        return summarise_evaluation(self.names, evaluations, rows)
+
+
 def check_run_dir(cfg: Config, overwrite: bool, resume: bool) -> None:
     """Refuse to start over an existing run unless asked to overwrite it (or resume it). A folder whose
     run stopped before its first checkpoint holds nothing to keep: it is started again."""
@@ -183,6 +242,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
     run_dir, fcfg = cfg.run_dir, cfg.federation
     names = [c.name for c in clients]
     test = not tuning
+    evaluate = Evaluator(backend, cfg, names)
     if run_dir.is_dir():
         remove_stale_temporaries(run_dir)
     checkpoint = None
@@ -206,7 +266,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         selection = Selection.start(thetas)
         begin = time.perf_counter()
         record = {"round": 0, "sampled": []} | (initial_evaluation if initial_evaluation is not None
-                                                 else backend.evaluate(thetas, full=test, test=test))
+                                                 else evaluate(thetas, full=test, test=test))
         if initial_evaluation is None:
             record |= {"eval_seconds": time.perf_counter() - begin, "wall_seconds": time.perf_counter() - begin}
         _select(selection, record, names, thetas)
@@ -241,7 +301,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
             evaluated = round_ % cfg.eval.eval_every == 0 or last
             if evaluated:
                 evaluating = time.perf_counter()
-                record |= backend.evaluate(thetas, full=last and test, test=test)
+                record |= evaluate(thetas, full=last and test, test=test)
                 _select(selection, record, names, thetas)
                 key = "mean_local_loss" if test else "mean_val_loss"
                 if key in record:
@@ -249,9 +309,9 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
                     log.info("round %d/%d: %s %.4f", round_, fcfg.rounds, key.removeprefix("mean_").replace("_", " "),
                              record[key])
                 if last and test and selection.active:
-                    rows = global_loss_clients(cfg, len(names))
-                    record["selected"] = selection.summary(names) | _evaluate_selected(backend, selection, thetas,
-                                                                                       record, names, rows)
+                    selected = evaluate(selection.thetas, full=True)  # only where a selected adapter is not final
+                    record["selected"] = selection.summary(names) | {
+                        key: value for key, value in selected.items() if key.removeprefix("mean_") in EVALUATED}
                 record["eval_seconds"] = time.perf_counter() - evaluating
             record["wall_seconds"] = time.perf_counter() - begin
             writer.write(record)
@@ -295,24 +355,6 @@ def _select(selection: Selection, record: dict, names: list[str], thetas: torch.
     if "val_loss" in record:
         selection.update(record["round"], record["val_loss"], names, thetas)
         record["mean_selected_val_loss"] = selection.summary(names)["mean_val_loss"]
-
-
-def _evaluate_selected(backend: Backend, selection: Selection, thetas: torch.Tensor, final: dict,
-                       names: list[str], rows: list[int]) -> dict:
-    """Test metrics of the selected adapters. Only the clients whose selected adapter is not their final
-    one are evaluated again (and all of the global loss's `rows` if one of them is among those); the
-    others' metrics are the final record's."""
-    changed = {k for k in range(len(thetas)) if not torch.equal(selection.thetas[k], thetas[k])}
-    if changed & set(rows):
-        changed |= set(rows)
-    fresh = backend.evaluate(selection.thetas, full=True, clients=sorted(changed)) if changed else {}
-    stale = {names[k] for k in changed}
-    out = {}
-    for key in EVALUATED:
-        values = {n: v for n, v in final.get(key, {}).items() if n not in stale} | fresh.get(key, {})
-        if values:
-            out |= {key: values, f"mean_{key}": fmean(values.values())}
-    return out
 
 
 EVALUATED = ("local_loss", "global_loss", "rouge_l", "exact_match")

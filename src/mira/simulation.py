@@ -10,10 +10,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .algorithms import algorithm_class, build_algorithm
-from .client import ClientUpdate, ClientWorkspace, build_workspace, evaluate_client, train_client
+from .client import ClientEvaluation, ClientUpdate, ClientWorkspace, build_workspace, evaluate_client, train_client
 from .config import Config
 from .data.partition import summary as partition_summary
-from .rounds import RunResult, check_run_dir, global_loss_clients, run_federation, summarise_evaluation, traffic
+from .rounds import Evaluator, RunResult, check_run_dir, run_federation, traffic
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +54,16 @@ class InProcess:
     def _sizes(self, message) -> dict[str, int]:
         return {entry: tensor.numel() * self.bytes_per_value for entry, tensor in message.items()}
 
-    def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True, clients: list[int] | None = None) -> dict:
-        rows = global_loss_clients(self.ws.cfg, len(self.ws.ids)) if full and test else []
-        cross = thetas[rows]
-        clients = tqdm(self.ws.ids if clients is None else clients, leave=False, disable=not self.progress,
-                       desc="evaluating" + (" (global loss, ROUGE-L)" if full and test else ""))
-        return summarise_evaluation([c.name for c in self.ws.clients],
-                                    {k: evaluate_client(self.ws, k, thetas[k], full, cross if k in rows else None, test)
-                                     for k in clients}, rows)
+    def evaluate(self, thetas: torch.Tensor, clients: list[int], generate: bool, test: bool,
+                 cross: dict[int, torch.Tensor]) -> dict[int, ClientEvaluation]:
+        bar = tqdm(clients, leave=False, disable=not self.progress,
+                   desc="evaluating" + (" (global loss, ROUGE-L)" if generate else ""))
+        return {k: evaluate_client(self.ws, k, thetas[k], generate, cross.get(k), test) for k in bar}
+
+
+def evaluate(ws: ClientWorkspace, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
+    """The evaluation metrics of `thetas` (one adapter per client of `ws`), computed afresh (see `Evaluator`)."""
+    return Evaluator(InProcess(ws, progress=False), ws.cfg, [c.name for c in ws.clients])(thetas, full, test)
 
 
 def run(cfg: Config, overwrite: bool = False, progress: bool = True, ws: ClientWorkspace | None = None,

@@ -21,7 +21,7 @@ from ..client import ClientEvaluation, ClientUpdate, build_model
 from ..config import Config, ConfigError, load_config
 from ..data import ClientData
 from ..lora import AdapterLayout
-from ..rounds import RunResult, check_run_dir, global_loss_clients, run_federation, summarise_evaluation, traffic
+from ..rounds import RunResult, check_run_dir, run_federation, traffic
 from .config_message import CONFIG, METRICS, config_record
 from .transport import (ALL_ADAPTERS, adapter_record, adapters_record, message_content,
                         message_sizes, read_message)
@@ -144,15 +144,14 @@ class FlowerBackend:
         private = algorithm_class(self.cfg.federation.algorithm).private
         return updates, traffic([message_sizes(c) for c in contents.values()], received, private)
 
-    def evaluate(self, thetas: torch.Tensor, full: bool, test: bool = True, clients: list[int] | None = None) -> dict:
+    def evaluate(self, thetas: torch.Tensor, clients: list[int], generate: bool, test: bool,
+                 cross: dict[int, torch.Tensor]) -> dict[int, ClientEvaluation]:
         self.refresh()
         precision = self.cfg.flower.precision
-        rows = global_loss_clients(self.cfg, len(self.names)) if full and test else []
-        everyone = {ALL_ADAPTERS: adapters_record(thetas[rows], precision)} if rows else {}
         contents = {k: RecordDict({ADAPTER: adapter_record(thetas[k], self.layout, precision),
-                                   CONFIG: config_record(self.cfg, 0, full, test=test),
-                                   **(everyone if k in rows else {})})
-                    for k in (range(len(self.names)) if clients is None else clients)}
+                                   CONFIG: config_record(self.cfg, 0, generate, test=test),
+                                   **({ALL_ADAPTERS: adapters_record(cross[k], precision)} if k in cross else {})})
+                    for k in clients}
         evaluations = {}
         for k, reply in self._exchange(MessageType.EVALUATE, contents, "evaluation").items():
             m = reply.content[METRICS]
@@ -160,7 +159,7 @@ class FlowerBackend:
             evaluations[k] = ClientEvaluation(float(m["local-loss"]) if "local-loss" in m else None, int(m["tokens"]),
                                               [float(v) for v in m["column"]] if "column" in m else None, scores,
                                               float(m["val-loss"]) if "val-loss" in m else None)
-        return summarise_evaluation(self.names, evaluations, rows)
+        return evaluations
 
 
 def run_on_grid(grid: Grid, cfg: Config, resume: bool = False, overwrite: bool = False) -> RunResult:
