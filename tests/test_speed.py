@@ -75,3 +75,50 @@ def test_reused_evaluations_equal_fresh_ones_exactly(tiny_config, evaluations):
         assert final[key] == fresh[key], key
     rows = global_loss_clients(cfg, len(names))
     assert len(rows) == 4 and len(final["loss_matrix"]) == 4
+
+
+def test_gradient_checkpointing_trains_the_same_adapter(tiny_config):
+    from mira.client import build_workspace, train_client
+
+    updates = []
+    for checkpointing in ("false", "true"):
+        ws = build_workspace(tiny_config(f"model.gradient_checkpointing={checkpointing}"))
+        assert ws.model.base_model.model.is_gradient_checkpointing == (checkpointing == "true")
+        updates.append(train_client(ws, 0, {"adapter": ws.initial_theta}, round_=1).reply["adapter"])
+    assert not torch.equal(updates[0], updates[0] * 0)
+    torch.testing.assert_close(updates[1], updates[0], rtol=1e-4, atol=1e-6)
+
+
+def test_quantized_loading_says_what_it_needs(tiny_config):
+    import pytest
+
+    from mira.model import load_base_model
+
+    cfg = tiny_config("model.quantization='4bit'")
+    with pytest.raises(ValueError, match="needs a hub id, a model directory or the embedded model"):
+        load_base_model(cfg.model)
+    if not torch.cuda.is_available():
+        from mira.model import quantization_config
+        with pytest.raises(ValueError, match="needs a CUDA GPU"):
+            quantization_config("8bit")
+
+
+def test_quantized_lora_trains_on_a_gpu(tiny_config, tmp_path):
+    """8- and 4-bit base weights (bitsandbytes) under a float32 LoRA: a client's round changes its adapter."""
+    import importlib.util
+
+    import pytest
+
+    if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:
+        pytest.skip("4/8-bit loading needs a CUDA GPU and bitsandbytes (none here)")
+    from mira.client import build_workspace, train_client
+    from mira.model import tiny_model
+
+    model, tokenizer = tiny_model()
+    model.save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    for bits in ("8bit", "4bit"):
+        ws = build_workspace(tiny_config(f"model.name='{tmp_path / 'tiny'}'", f"model.quantization='{bits}'",
+                                         "device='cuda'"))
+        reply = train_client(ws, 0, {"adapter": ws.initial_theta}, round_=1).reply["adapter"]
+        assert not torch.equal(reply, ws.initial_theta)

@@ -43,7 +43,9 @@ def build_model(cfg: Config) -> tuple[torch.nn.Module, object, AdapterSlot]:
     """The base model with the fresh adapter its algorithm trains (seeded by cfg.seed), its tokenizer
     and adapter slot."""
     model, tokenizer = load_base_model(cfg.model)
-    model = attach_adapter(model, cfg.model, cfg.seed, adapter_kind(cfg)).to(resolve_device(cfg.device))
+    model = attach_adapter(model, cfg.model, cfg.seed, adapter_kind(cfg))
+    if cfg.model.quantization == "none":  # a quantised model is placed on the GPU as it loads
+        model = model.to(resolve_device(cfg.device))
     return model, tokenizer, AdapterSlot(model)
 
 

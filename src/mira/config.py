@@ -47,6 +47,12 @@ class ModelConfig(Section):
     """Forward passes (training and evaluation) under torch.autocast in this dtype: 'none' (float32)
     or 'bfloat16' (weights and adapters stay float32). bfloat16 is about 2x faster on CPUs with
     AVX512-BF16 or AMX and on GPUs, but many times slower on CPUs without them."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass instead of keeping them: less memory
+    per training step (longer sequences, bigger models), about a third more compute."""
+    quantization: Literal["4bit", "8bit", "none"] = "none"
+    """Load the base model's weights in 8 or 4 bits (bitsandbytes; a CUDA GPU; QLoRA's NF4 for
+    '4bit'); adapters stay float32. For hub ids and local model directories, and the embedded model."""
 
 
 class DataConfig(Section):

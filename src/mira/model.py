@@ -33,30 +33,54 @@ def cache_dir() -> Path:
 def load_base_model(cfg: ModelConfig):
     """Return (model, tokenizer) for `cfg.name`, in float32, in eval mode, weights frozen."""
     name = cfg.name
+    if cfg.quantization != "none" and (name == TINY or name.endswith(".gguf")):
+        raise ValueError(f"model.quantization = '{cfg.quantization}' needs a hub id, a model directory or the "
+                         f"embedded model, not {name!r}")
     if name == TINY:
         model, tokenizer = tiny_model()
     elif name == EMBEDDED:
-        model, tokenizer = _from_pretrained(embedded_model_dir())
+        model, tokenizer = _from_pretrained(embedded_model_dir(), cfg.quantization)
     elif name.endswith(".gguf"):
         path = Path(name)
         if not path.is_file():
             raise FileNotFoundError(f"model.name: GGUF file {path} does not exist")
         model, tokenizer = _load_gguf(path)
     else:
-        model, tokenizer = _from_pretrained(name)
+        model, tokenizer = _from_pretrained(name, cfg.quantization)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.requires_grad_(False)
+    if cfg.gradient_checkpointing:  # transformers >= 5.x names it activation checkpointing
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model.eval(), tokenizer
 
 
-def _from_pretrained(name_or_path: str | Path):
+def quantization_config(bits: str):
+    """bitsandbytes settings for model.quantization ('8bit', or QLoRA's 4-bit NF4 with float32
+    compute); a clear error where bitsandbytes or a CUDA GPU is missing."""
+    from transformers import BitsAndBytesConfig
+
+    if not torch.cuda.is_available():
+        raise ValueError(f"model.quantization = '{bits}' needs a CUDA GPU (bitsandbytes); use 'none' here")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModuleNotFoundError(f"model.quantization = '{bits}' needs bitsandbytes: pip install bitsandbytes")
+    if bits == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+
+
+def _from_pretrained(name_or_path: str | Path, quantization: str = "none"):
     """A hub id or a local directory; hub downloads honour HF_HUB_OFFLINE and the HF cache."""
     if str(name_or_path).startswith((".", "/", "~")) and not Path(name_or_path).expanduser().exists():
         raise FileNotFoundError(f"model.name: directory {name_or_path} does not exist")
+    quantized = {} if quantization == "none" else {"quantization_config": quantization_config(quantization),
+                                                   "device_map": {"": 0}}
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.float32, **quantized)
     except OSError as exc:
         raise OSError(f"model.name: cannot load {name_or_path!r} from a local directory or the "
                       f"Hugging Face Hub (offline, or no such model?): {exc}") from None
