@@ -60,13 +60,72 @@ def test_cached_token_ids_equal_a_fresh_encoding_and_follow_the_settings(tiny_co
     assert len(calls) == 2 and max(len(e.input_ids) for e in shorter[0]) <= 48
 
 
-def test_an_unreadable_entry_is_rebuilt(tiny_config):
+def _entry(cfg, node):
+    """The client entry's file for `node`, after building it once (and the counted builder)."""
+    client = load_clients(cfg.data, cfg.seed)[0]
+    build, calls = _counting(lambda: (client, 9))
+    node_cache.client_data(cfg, node, build)
+    (entry,) = node_cache.node_cache_dir().glob("client-*.json")
+    return entry, build, calls
+
+
+def test_an_unreadable_entry_is_rebuilt(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("MIRA_NODE_CACHE", str(tmp_path / "cache"))
     cfg = tiny_config()
-    build, calls = _counting(lambda: ("value", 1))
-    node_cache.client_data(cfg, {"partition-id": 3}, build)
-    for entry in node_cache.node_cache_dir().glob("client-*.pkl"):
-        entry.write_bytes(b"truncated")
-    assert node_cache.client_data(cfg, {"partition-id": 3}, build) == ("value", 1) and len(calls) == 2
+    entry, build, calls = _entry(cfg, {"partition-id": 3})
+    entry.write_bytes(b"truncated")
+    assert node_cache.client_data(cfg, {"partition-id": 3}, build)[1] == 9 and len(calls) == 2
+
+
+def test_a_planted_cache_file_cannot_run_code_and_is_rebuilt(tiny_config, tmp_path, monkeypatch):
+    """A pickle that would write a marker file when loaded, planted under an entry's name, is never
+    executed; entries written by others, writable by others, or holding another key are rebuilt."""
+    import pickle
+
+    monkeypatch.setenv("MIRA_NODE_CACHE", str(tmp_path / "cache"))
+    cfg = tiny_config()
+    entry, build, calls = _entry(cfg, {"partition-id": 0})
+    assert oct(entry.stat().st_mode & 0o777) == "0o600" and oct(entry.parent.stat().st_mode & 0o777) == "0o700"
+    fresh = node_cache.client_data(cfg, {"partition-id": 0}, build)
+    assert len(calls) == 1
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+    entry.write_bytes(pickle.dumps(Payload()))
+    assert node_cache.client_data(cfg, {"partition-id": 0}, build) == fresh and len(calls) == 2
+    assert not marker.exists()
+
+    other = json.loads(entry.read_text())
+    other["key"] = "0" * 64  # another node's entry copied in under this name
+    other["value"]["client"]["name"] = "someone-else"
+    entry.write_text(json.dumps(other))
+    assert node_cache.client_data(cfg, {"partition-id": 0}, build)[0].name == fresh[0].name and len(calls) == 3
+
+    assert node_cache.client_data(cfg, {"partition-id": 0}, build) == fresh and len(calls) == 3  # a hit again
+    entry.chmod(0o666)  # writable by anyone: not trusted
+    assert node_cache.client_data(cfg, {"partition-id": 0}, build) == fresh and len(calls) == 4
+
+
+def test_the_package_never_unpickles():
+    """No pickle, and no torch.load without weights_only=True, anywhere in mira."""
+    import re
+    from pathlib import Path
+
+    import mira
+
+    offenders = []
+    for path in Path(mira.__file__).parent.rglob("*.py"):
+        text = path.read_text()
+        if re.search(r"^\s*(import|from)\s+(c?pickle|dill|joblib|cloudpickle|shelve)\b|\bpickle\.(loads?|Unpickler)\b",
+                     text, re.MULTILINE):
+            offenders.append(f"{path.name}: pickle")
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            if "weights_only=True" not in call:
+                offenders.append(f"{path.name}: {call}")
+    assert not offenders
 
 
 def test_the_query_message_reads_the_client_without_transformers_or_peft(tiny_config):

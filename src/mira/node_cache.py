@@ -9,6 +9,10 @@ and for token ids the examples themselves, the tokenizer and the encoding settin
 these makes a new entry, never a stale hit. Data read from the Hugging Face Hub are not cached (the
 hub's copy can change under the same name). Entries live in $MIRA_NODE_CACHE, else
 <mira cache>/nodes (see `mira.model.cache_dir`); deleting the folder is always safe.
+
+Entries are plain JSON (never pickle: reading one runs no code), written owner-only (0600 in a 0700
+folder). An entry is used only if this user owns it, no one else can write it, and the full key stored
+in it is the key asked for; any other file under its name is ignored and rebuilt.
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
+import stat
+from dataclasses import asdict
 from functools import cache
 from pathlib import Path
 from typing import Callable, TypeVar
 
 from .config import Config
-from .data import ClientData
+from .data import ClientData, Example
+from .data.encode import Encoded
 
 T = TypeVar("T")
 _DATA_CODE = Path(__file__).parent / "data"
@@ -40,19 +46,59 @@ def digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def cached(kind: str, key, build: Callable[[], T]) -> T:
-    """The entry of `kind` for `key` (any JSON-able value), built by `build` and stored if absent or unreadable."""
-    path = node_cache_dir() / f"{kind}-{digest(key)[:40]}.pkl"
+def _own(path: Path) -> bool:
+    """Whether `path` is a regular file of this user that no one else can write."""
     try:
-        return pickle.loads(path.read_bytes())
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
-        pass
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o022
+
+
+def cached(kind: str, key, build: Callable[[], T], encode: Callable[[T], object], decode: Callable[[object], T]) -> T:
+    """The entry of `kind` for `key` (any JSON-able value), built by `build` and stored if absent, unreadable
+    or not this node's own; `encode` and `decode` turn the value into JSON-able data and back."""
+    full = digest(key)
+    path = node_cache_dir() / f"{kind}-{full[:40]}.json"
+    if _own(path):
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+            if entry.get("key") == full:
+                return decode(entry["value"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
     value = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        json.dump({"key": full, "value": encode(value)}, out)
     tmp.replace(path)  # atomic: a concurrent reader sees the old entry or the whole new one
     return value
+
+
+def _client_to_json(value: tuple[ClientData, int]) -> dict:
+    client, count = value
+    return {"client": asdict(client), "count": count}
+
+
+def _examples(items: list[dict]) -> list[Example]:
+    return [Example(e["prompt"], e["response"], tuple(e["references"])) for e in items]
+
+
+def _client_from_json(data: dict) -> tuple[ClientData, int]:
+    c = data["client"]
+    client = ClientData(str(c["name"]), str(c["family"]), _examples(c["train"]), _examples(c["test"]),
+                        {str(k): int(v) for k, v in c["task_counts"].items()}, _examples(c["val"]))
+    return client, int(data["count"])
+
+
+def _sets_to_json(sets) -> list:
+    return [[[e.input_ids, e.labels] for e in part] for part in sets]
+
+
+def _sets_from_json(data: list) -> tuple[list[Encoded], ...]:
+    return tuple([Encoded([int(i) for i in ids], [int(i) for i in labels]) for ids, labels in part] for part in data)
 
 
 def _files_state(path: str) -> list[tuple[str, int, int]]:
@@ -83,7 +129,7 @@ def client_data(cfg: Config, node_config: dict, build: Callable[[], tuple[Client
     key = {"data": cfg.data.model_dump(), "seed": cfg.seed, "node": {k: str(v) for k, v in node_config.items()},
            "code": _code_state(),
            "files": _files_state(cfg.data.path) + _files_state(cfg.data.families)}
-    return cached("client", key, build)
+    return cached("client", key, build, _client_to_json, _client_from_json)
 
 
 def encoded_sets(cfg: Config, tokenizer, client: ClientData, build: Callable[[], T]) -> T:
@@ -97,4 +143,4 @@ def encoded_sets(cfg: Config, tokenizer, client: ClientData, build: Callable[[],
     key = {"examples": digest(examples), "tokenizer": digest(backend.to_str()), "code": _code_state(),
            "chat_template": getattr(tokenizer, "chat_template", None), "eos": tokenizer.eos_token_id,
            "max_length": cfg.model.max_length, "prompt_format": cfg.model.prompt_format}
-    return cached("encoded", key, build)
+    return cached("encoded", key, build, _sets_to_json, _sets_from_json)
