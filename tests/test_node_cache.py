@@ -155,4 +155,4 @@ def test_the_client_app_workspace_equals_a_direct_build(tiny_config):
         client = load_clients(cfg.data, cfg.seed)[2]
         assert (k, ws.ids, ws.clients) == (2, [2], [client])
         assert (ws.train_sets[0], ws.val_sets[0], ws.test_sets[0]) == encode_client(cfg, ws.tokenizer, client)
-    assert len(list(node_cache.node_cache_dir().glob("encoded-*.pkl"))) >= 1
+    assert len(list(node_cache.node_cache_dir().glob("encoded-*.json"))) >= 1
