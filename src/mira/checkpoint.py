@@ -2,7 +2,8 @@
 
 A checkpoint is one file, `checkpoint.safetensors`: every client's adapter, the algorithm's server
 state, the per-client model selection and each persistent optimiser state as tensors, and the round,
-optimiser hyper-parameters and a SHA-256 digest of the tensors as JSON in its metadata. Client sampling,
+optimiser hyper-parameters and a SHA-256 digest of everything resume reads (the tensors, the round
+and the optimiser hyper-parameters) as JSON in its metadata. Client sampling,
 batch order and dropout are pure functions of (seed, client, round), so the round number is the
 whole random state: a resumed run draws exactly what an uninterrupted one would.
 """
@@ -39,8 +40,15 @@ def remove_stale_temporaries(run_dir: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _digest(tensors: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
+FORMAT = 2
+"""Checkpoints of format 2 digest their metadata too; earlier ones (no "format") their tensors only."""
+
+
+def _digest(tensors: dict[str, torch.Tensor], meta: dict) -> str:
+    """SHA-256 of the metadata (`meta` without its digest; nothing for an earlier format) and of the
+    tensors (names and bytes)."""
+    covered = {k: v for k, v in meta.items() if k != "digest"}
+    h = hashlib.sha256(json.dumps(covered, sort_keys=True).encode() if "format" in meta else b"")
     for key in sorted(tensors):
         h.update(key.encode())
         h.update(tensors[key].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())  # no copy
@@ -67,8 +75,8 @@ def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> None:
             params[str(idx)] = list(pstate)
         optimizers[str(k)] = {"param_groups": state["param_groups"], "params": params}
     tmp = run_dir / f".{CHECKPOINT}.tmp{os.getpid()}"
-    meta = json.dumps({"round": ckpt.round, "optimizers": optimizers, "digest": _digest(tensors)})
-    save_file(tensors, str(tmp), metadata={"mira": meta})
+    meta = {"format": FORMAT, "round": ckpt.round, "optimizers": optimizers}
+    save_file(tensors, str(tmp), metadata={"mira": json.dumps(meta | {"digest": _digest(tensors, meta)})})
     os.replace(tmp, run_dir / CHECKPOINT)
 
 
@@ -83,8 +91,10 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
         with safe_open(str(path), "pt") as f:
             meta = json.loads((f.metadata() or {})["mira"])
             tensors = {key: f.get_tensor(key) for key in f.keys()}
-        if "digest" in meta and meta["digest"] != _digest(tensors):  # older checkpoints carry none
-            raise ValueError("its tensors do not match the digest stored with them: the file is corrupted")
+        if "digest" not in meta:
+            raise ValueError("it carries no digest, so its integrity cannot be checked")
+        if meta["digest"] != _digest(tensors, meta):
+            raise ValueError("its contents do not match the digest stored with them: the file is corrupted")
         states = {}
         for k, info in meta["optimizers"].items():
             per_param = {int(idx): {name: tensors[f"opt.{k}.{idx}.{name}"] for name in names}

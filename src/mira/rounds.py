@@ -284,6 +284,9 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         algorithm.load_state_dict(checkpoint.server_state)
         selection = Selection.from_state_dict(checkpoint.selection, thetas)
         history = read_history(run_dir, up_to_round=checkpoint.round)
+        if not history or history[-1]["round"] != checkpoint.round:
+            raise ValueError(f"{run_dir}: the checkpoint is of round {checkpoint.round}, but metrics.jsonl records "
+                             f"rounds up to {history[-1]['round'] if history else 'none'}; the run folder is inconsistent")
         writer = MetricsWriter(run_dir, clients, history)
         tracker = RunTracker(run_dir, start, fcfg.rounds, cfg.train.local_steps)
         save_config(cfg, run_dir / "config.toml")
