@@ -36,3 +36,21 @@ def test_the_checkpoint_digest_covers_the_round_and_a_missing_digest_is_an_error
             resume=True)
     path.write_bytes(good)
     assert load_checkpoint(cfg.run_dir).round == 2
+
+
+def test_adapter_files_are_byte_reproducible(tmp_path):
+    import torch
+
+    from mira.config import ModelConfig
+    from mira.lora import AdapterSlot, load_adapter, save_adapter
+    from mira.model import attach_adapter, tiny_model
+
+    slot = AdapterSlot(attach_adapter(tiny_model()[0], ModelConfig(name="tiny-random"), seed=0))
+    theta = torch.randn(slot.layout.numel)
+    meta = {"client": "ünïcode-client", "family": "f", "round": "3", "algorithm": "mira", "seed": "0"}
+    files = set()
+    for i in range(12):
+        save_adapter(tmp_path / f"{i}.safetensors", theta, slot.layout, meta)
+        files.add((tmp_path / f"{i}.safetensors").read_bytes())
+    assert len(files) == 1
+    assert torch.equal(load_adapter(tmp_path / "0.safetensors", slot.layout), theta)

@@ -8,6 +8,8 @@ dict (keys without the adapter name, as `get_peft_model_state_dict` writes them)
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +94,22 @@ def save_adapter(path: Path, vector: torch.Tensor, layout: AdapterLayout, metada
     """Write one adapter as safetensors with PEFT key names."""
     tensors = {k: v.contiguous().clone() for k, v in layout.unflatten(vector).items()}
     save_file(tensors, str(path), metadata=metadata)
+    _sort_metadata(Path(path))
+
+
+def _sort_metadata(path: Path) -> None:
+    """Rewrite a safetensors header with its metadata keys sorted (safetensors writes them in a random
+    order), so that the same adapter gives the same bytes; the header keeps its length."""
+    with open(path, "r+b") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        if "__metadata__" in header:
+            header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > size:  # not the compact header safetensors writes: leave it as it is
+            return
+        f.seek(8)
+        f.write(text.ljust(size))
 
 
 def load_adapter(path: Path, layout: AdapterLayout) -> torch.Tensor:
