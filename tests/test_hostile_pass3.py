@@ -54,3 +54,106 @@ def test_adapter_files_are_byte_reproducible(tmp_path):
         files.add((tmp_path / f"{i}.safetensors").read_bytes())
     assert len(files) == 1
     assert torch.equal(load_adapter(tmp_path / "0.safetensors", slot.layout), theta)
+
+
+def test_a_huge_synthetic_request_is_refused_at_once(tiny_config):
+    import time
+
+    from mira.data import DataError, load_clients
+
+    cfg = tiny_config("data.val_per_client=100000000")
+    begin = time.perf_counter()
+    with pytest.raises(DataError, match="asks the synthetic suite for 100000024 examples a task; at most 100000"):
+        load_clients(cfg.data, cfg.seed)
+    assert time.perf_counter() - begin < 5
+
+
+TUNE = ["model.name=tiny-random", "data.train_per_client=12", "data.test_per_client=6", "data.val_per_client=6",
+        "train.local_steps=1", "train.batch_size=4", "federation.rounds=1", "eval.eval_every=1",
+        "eval.generate_per_client=0", "device=cpu"]
+
+
+def test_a_second_tune_on_the_same_folder_is_refused(tmp_path):
+    import fcntl
+
+    from mira.config import ConfigError, load_config
+    from mira.tune import LOCK, tune
+
+    cfg = load_config(None, [*TUNE, f"out_dir='{tmp_path}'", "name=study"])
+    cfg.run_dir.mkdir(parents=True)
+    with open(cfg.run_dir / LOCK, "w") as held:  # another process holds the study
+        held.write("4242")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ConfigError, match=r"another mira tune \(pid 4242\) is running"):
+            tune(cfg, ["local"], trials=1, progress=False)
+    assert not (cfg.run_dir / "study.db").exists()
+
+
+def test_mira_search_space_respects_the_graph_bound_and_a_failed_trial_does_not_end_the_study(tmp_path, monkeypatch):
+    import optuna
+
+    import mira.tune
+    from mira.algorithms.mira import Mira
+    from mira.config import load_config
+    from mira.data import load_clients
+    from mira.graph import build_graph, max_degree
+    from mira.tune import tune
+
+    cfg = load_config(None, [*TUNE, f"out_dir='{tmp_path}'", "graph.normalize=false", "graph.kind=uniform"])
+    clients = load_clients(cfg.data, cfg.seed)
+    degree = max_degree(build_graph(cfg.graph, [c.family for c in clients], cfg.seed)[0])
+    assert degree > 1  # an unnormalised uniform graph of 9 clients: degree 8
+    study = optuna.create_study()
+    for _ in range(20):
+        trial = study.ask()
+        step = Mira.search_space(trial, cfg, clients)["federation"]["lam"]
+        assert 0 <= step <= 1 / degree
+        study.tell(trial, 1.0)
+
+    objective, calls = mira.tune._objective, []
+
+    def first_fails(trial, *args, **kwargs):
+        calls.append(trial.number)
+        if trial.number == 0:
+            raise FloatingPointError("diverged")
+        return objective(trial, *args, **kwargs)
+    monkeypatch.setattr(mira.tune, "_objective", first_fails)
+    out = tune(cfg.model_copy(update={"name": "fails"}), ["local"], trials=3, progress=False)
+    assert calls == [0, 1, 2]
+    assert "| local | 0 | FAIL |" in (out / "trials.md").read_text()
+    assert "[local.train]" in (out / "best_params.toml").read_text()
+
+
+def test_bad_tune_and_params_inputs_name_what_is_wrong(tmp_path, capsys):
+    from mira.cli import main
+    from mira.compare import read_params
+    from mira.config import ConfigError
+
+    for seed in ("-1", str(2**63)):
+        assert main(["tune", "-a", "local", "--trials", "1", "--seed", seed, "--no-progress",
+                     "--set", f"out_dir='{tmp_path}'", "--set", "name=seeded", *(a for o in TUNE for a in ("--set", o))]) == 2
+        assert f"--seed {seed}: must be >= 0 and < 2**63" in capsys.readouterr().err
+    assert not (tmp_path / "seeded" / "study.db").exists()
+
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "study.db").write_bytes(b"this is not sqlite" * 100)
+    assert main(["tune", "-a", "local", "--trials", "1", "--no-progress", "--set", f"out_dir='{tmp_path}'",
+                 "--set", "name=corrupt", *(a for o in TUNE for a in ("--set", o))]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'corrupt' / 'study.db'}: not a readable Optuna study database" in err and "\n" == err[-1]
+
+    params = tmp_path / "params.toml"
+    params.write_text("local = 5\n")
+    with pytest.raises(ConfigError, match=r"--params .*params.toml: 'local' must be a table of settings"):
+        read_params(params, ["local"])
+
+
+def test_a_non_utf8_task_file_is_named(tmp_path):
+    from mira.data import DataError
+    from mira.data.loaders import load_ni_task
+
+    path = tmp_path / "task1_latin1.json"
+    path.write_bytes('{"Definition": "caf\u00e9", "Instances": []}'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"task1_latin1.json: not UTF-8 text \(byte 19"):
+        load_ni_task(path)

@@ -49,6 +49,10 @@ def read_params(path: str | Path, variants: list[str]) -> dict[str, dict]:
         raise ConfigError(f"--params {path}: no settings for {', '.join(missing)} "
                           f"(it has {', '.join(params) or 'none'}); "
                           "every compared variant needs its tuned settings, for a fair comparison")
+    wrong = next((v for v in variants if not isinstance(params[v], dict)), None)
+    if wrong is not None:
+        raise ConfigError(f"--params {path}: {wrong!r} must be a table of settings (e.g. [{wrong}.train] lr = 0.001), "
+                          f"not {params[wrong]!r}")
     return {v: params[v] for v in variants}
 
 

@@ -11,11 +11,15 @@ the evaluated rounds). Trials run with `tuning=True`: the test sets are never re
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
+import os
+import random
 import warnings
 from pathlib import Path
 
@@ -34,17 +38,55 @@ log = logging.getLogger(__name__)
 STUDY_DB = "study.db"
 BEST_PARAMS = "best_params.toml"
 OBJECTIVE = "mean_selected_val_loss"
+LOCK = "tune.lock"
+
+
+TRIAL_FAILURES = (ValueError, RuntimeError, ArithmeticError)
+"""What a trial may raise without ending its study (a setting that diverges, a graph step out of bounds):
+the trial is marked failed and the search goes on."""
 
 
 def _storage(path: Path):
+    """The study database at `path`; a ConfigError naming it if it is not a readable one."""
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from sqlalchemy.exc import SQLAlchemyError
 
-    with warnings.catch_warnings():  # heartbeats are marked experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(f"sqlite:///{path}", heartbeat_interval=1, grace_period=2,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3,
-                                                                                  inherit_intermediate_values=True))
+    try:
+        with warnings.catch_warnings():  # heartbeats are marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(f"sqlite:///{path}", heartbeat_interval=1, grace_period=2,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                  max_retry=3, inherit_intermediate_values=True))
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise ConfigError(f"{path}: not a readable Optuna study database ({reason}); move it away to start "
+                          "a new study") from None
+
+
+def sampler_seed(seed: int) -> int:
+    """The Optuna sampler's seed (< 2**32) for a run seed (any seed `mira run` takes)."""
+    if not 0 <= seed < 2**63:
+        raise ConfigError(f"--seed {seed}: must be >= 0 and < 2**63, as a run's seed")
+    return seed if seed < 2**32 else random.Random(f"tune-{seed}").getrandbits(32)
+
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    """Hold the study folder for this process: a second `mira tune` on it is refused (it would run the
+    same trials again, in the same trial folders)."""
+    with open(out / LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise ConfigError(f"{out}: another mira tune (pid {handle.read().strip() or '?'}) is running on this "
+                              "study; wait for it, or tune into another --set name=...") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
 
 
 def tune(cfg: Config, variants: list[str], trials: int, seed: int = 0, progress: bool = True,
@@ -61,32 +103,40 @@ def tune(cfg: Config, variants: list[str], trials: int, seed: int = 0, progress:
             raise ConfigError(f"tune: unknown algorithm in {spec!r}; choose from {', '.join(ALGORITHMS)}")
     if cfg.data.val_per_client < 1:
         raise ConfigError("tune: data.val_per_client must be >= 1 (tuning uses validation loss only)")
+    sampler = sampler_seed(seed)
     out = cfg.run_dir
     out.mkdir(parents=True, exist_ok=True)
-    storage = _storage(out / STUDY_DB)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    workspaces, initial = {}, {}  # one model load, and one round-0 validation, per kind of adapter
-    for spec in variants:
-        study = optuna.create_study(study_name=label(spec), storage=storage, load_if_exists=True, direction="minimize",
-                                    sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, trials // 2)),
-                                    pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
-        study.set_user_attr("variant", spec)
-        done = sum(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials)
-        if done >= trials:
-            continue
-        ws = shared_workspace(workspaces, variant_config(cfg, spec, seed, out))
-        study.optimize(lambda trial: _objective(trial, cfg, spec, seed, out, ws, progress,
-                                                initial.setdefault(adapter_kind(ws.cfg), {})),
-                       n_trials=trials - done, callbacks=[lambda *_: on_trial()] if on_trial else None)
-    write_tables(out)
+    with _locked(out):
+        storage = _storage(out / STUDY_DB)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        workspaces, initial = {}, {}  # one model load, and one round-0 validation, per kind of adapter
+        for spec in variants:
+            study = optuna.create_study(study_name=label(spec), storage=storage, load_if_exists=True,
+                                        direction="minimize", pruner=optuna.pruners.MedianPruner(n_startup_trials=2),
+                                        sampler=optuna.samplers.TPESampler(seed=sampler,
+                                                                           n_startup_trials=max(1, trials // 2)))
+            study.set_user_attr("variant", spec)
+            finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+            done = sum(t.state in finished for t in study.trials)
+            if done < trials:
+                ws = shared_workspace(workspaces, variant_config(cfg, spec, seed, out))
+                study.optimize(lambda trial: _objective(trial, cfg, spec, seed, out, ws, progress,
+                                                        initial.setdefault(adapter_kind(ws.cfg), {}), clients=ws.clients),
+                               n_trials=trials - done, catch=TRIAL_FAILURES,
+                               callbacks=[lambda *_: on_trial()] if on_trial else None)
+            if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+                write_tables(out)
+                raise ConfigError(f"tune: every trial of {spec} failed or was pruned; see {out / 'trials.md'}")
+        write_tables(out)
     return out
 
 
-def _objective(trial, cfg: Config, spec: str, seed: int, out: Path, ws, progress: bool, initial: dict) -> float:
+def _objective(trial, cfg: Config, spec: str, seed: int, out: Path, ws, progress: bool, initial: dict,
+               clients=()) -> float:
     import optuna
 
     base = variant_config(cfg, spec, seed, out)
-    params = ALGORITHMS[base.federation.algorithm].search_space(trial, base)
+    params = ALGORITHMS[base.federation.algorithm].search_space(trial, base, clients)
     # Named by its settings, so a retried trial (same settings) resumes the run it started.
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
     sub = variant_config(cfg, spec, seed, out / "trials", params, name=f"{label(spec)}-{digest}")

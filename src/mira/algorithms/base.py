@@ -84,9 +84,10 @@ class Algorithm(ABC):
         return cls()
 
     @staticmethod
-    def search_space(trial, cfg) -> dict:
+    def search_space(trial, cfg, clients=()) -> dict:
         """Hyper-parameters `mira tune` searches for this algorithm, as nested config overrides drawn
-        from an Optuna `trial`: the local learning rate, log-uniform within 10x of cfg.train.lr."""
+        from an Optuna `trial` (`clients`: the federation's, where the space depends on them): the local
+        learning rate, log-uniform within 10x of cfg.train.lr."""
         return {"train": {"lr": trial.suggest_float("train.lr", cfg.train.lr / 10, cfg.train.lr * 10, log=True)}}
 
     def send(self, thetas: torch.Tensor, k: int) -> Message:

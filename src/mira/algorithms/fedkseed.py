@@ -80,7 +80,7 @@ class FedKSeed(Algorithm):
                    f.kseed_sampling == "differentiated")
 
     @staticmethod
-    def search_space(trial, cfg) -> dict:
+    def search_space(trial, cfg, clients=()) -> dict:
         """Its zeroth-order learning rate, log-uniform in [1e-7, 1e-2]: from about the paper's 3e-7
         (full-parameter steps) to MeZO's LoRA rates (1e-4) and beyond; train.lr is not used."""
         return {"federation": {"kseed_lr": trial.suggest_float("federation.kseed_lr", 1e-7, 1e-2, log=True)}}

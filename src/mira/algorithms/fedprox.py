@@ -11,7 +11,7 @@ class FedProx(FedIT):
     name = "fedprox"
 
     @staticmethod
-    def search_space(trial, cfg) -> dict:
+    def search_space(trial, cfg, clients=()) -> dict:
         """The learning rate and the proximal strength μ, log-uniform in [1e-3, 1]."""
         space = Algorithm.search_space(trial, cfg)
         space["federation"] = {"mu": trial.suggest_float("federation.mu", 1e-3, 1.0, log=True)}

@@ -110,11 +110,16 @@ class Mira(Algorithm):
         return cls(adjacency, step=step, neighbours=fcfg.neighbours, estimator=estimator)
 
     @staticmethod
-    def search_space(trial, cfg) -> dict:
-        """The learning rate, the step η·λ in [0, 1] (η = 1, so λ = 0, local training, is inside the
-        space) and, for a learned graph, graph.knn."""
+    def search_space(trial, cfg, clients=()) -> dict:
+        """The learning rate, the step η·λ from 0 (η = 1, so λ = 0, local training, is inside the space)
+        to the stability bound of the clients' graph, 1/(max weighted degree), at most 1 (1 for a
+        normalised graph) and, for a learned graph, graph.knn."""
         space = Algorithm.search_space(trial, cfg)
-        space["federation"] = {"eta": 1.0, "lam": trial.suggest_float("federation.eta*lam", 0.0, 1.0)}
+        upper = 1.0
+        if clients and not cfg.graph.normalize:
+            degree = max_degree(build_graph(cfg.graph, [c.family for c in clients], cfg.seed)[0])
+            upper = min(1.0, 1.0 / degree) if degree > 0 else 1.0
+        space["federation"] = {"eta": 1.0, "lam": trial.suggest_float("federation.eta*lam", 0.0, upper)}
         if cfg.graph.kind == "learned":
             space["graph"] = {"knn": trial.suggest_int("graph.knn", 1, 4)}
         return space

@@ -40,6 +40,10 @@ class ClientData:
     """Validation examples (model selection and tuning), disjoint from train and test."""
 
 
+SYNTHETIC_LIMIT = 100_000
+"""Examples a synthetic task may be asked for (each is generated and held in memory)."""
+
+
 def load_tasks(cfg: DataConfig, seed: int) -> list[Task]:
     """The tasks named by `cfg.source` (before partitioning), filtered to `cfg.tasks` if given."""
     from .loaders import DOLLY_HUB_ID, load_dolly, load_natural_instructions, load_records
@@ -49,6 +53,11 @@ def load_tasks(cfg: DataConfig, seed: int) -> list[Task]:
         # enough examples per task for every partition scheme to fill each client's caps
         per_task = (cfg.train_per_client + cfg.test_per_client + cfg.val_per_client) * max(1, cfg.clients_per_task,
                                                                       -(-cfg.num_clients // len(TASKS)))
+        if per_task > SYNTHETIC_LIMIT:
+            raise DataError(f"data.train_per_client + data.val_per_client + data.test_per_client = "
+                            f"{cfg.train_per_client + cfg.val_per_client + cfg.test_per_client} (times the clients "
+                            f"per task) asks the synthetic suite for {per_task} examples a task; at most "
+                            f"{SYNTHETIC_LIMIT} are generated")
         tasks = synthetic_tasks(per_task, seed)
     elif cfg.source == "natural_instructions":
         tasks = load_natural_instructions(cfg.path, cfg.num_positive_examples, _read_families(cfg.families),

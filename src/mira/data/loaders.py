@@ -151,6 +151,8 @@ def load_ni_task(path: Path, num_positive: int = 0, family_from: str = "source")
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r})") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object with 'Definition' and 'Instances'")
     definition = data.get("Definition")
