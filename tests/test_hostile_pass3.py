@@ -157,3 +157,16 @@ def test_a_non_utf8_task_file_is_named(tmp_path):
     path.write_bytes('{"Definition": "caf\u00e9", "Instances": []}'.encode("latin-1"))
     with pytest.raises(DataError, match=r"task1_latin1.json: not UTF-8 text \(byte 19"):
         load_ni_task(path)
+
+
+def test_extending_a_finished_run_without_checkpoint_is_refused_and_keeps_it(tiny_config, capsys):
+    from mira.cli import main
+
+    cfg = tiny_config("name=nockpt", "federation.rounds=1", "checkpoint_every=0")
+    run(cfg, progress=False)
+    adapters = {p.name: p.read_bytes() for p in (cfg.run_dir / "adapters").glob("*.safetensors")}
+    metrics = (cfg.run_dir / "metrics.jsonl").read_text()
+    assert main(["run", "--resume", str(cfg.run_dir), "--set", "federation.rounds=3", "--no-progress"]) == 2
+    assert "finished without a checkpoint (checkpoint_every = 0), so it cannot be resumed" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (cfg.run_dir / "adapters").glob("*.safetensors")} == adapters
+    assert (cfg.run_dir / "metrics.jsonl").read_text() == metrics

@@ -248,6 +248,9 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
     checkpoint = None
     if resume and (run_dir / CHECKPOINT).is_file():
         checkpoint = load_checkpoint(run_dir)
+    elif resume and (run_dir / ADAPTERS).is_dir():
+        raise ValueError(f"{run_dir}: this run finished without a checkpoint (checkpoint_every = 0), so it cannot "
+                         "be resumed or extended; its results are kept. Start a new run (another name) instead")
     elif resume:
         log.warning("%s: no checkpoint yet (the run stopped before its first round ended); starting it again",
                     run_dir)
