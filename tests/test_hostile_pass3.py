@@ -170,3 +170,37 @@ def test_extending_a_finished_run_without_checkpoint_is_refused_and_keeps_it(tin
     assert "finished without a checkpoint (checkpoint_every = 0), so it cannot be resumed" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in (cfg.run_dir / "adapters").glob("*.safetensors")} == adapters
     assert (cfg.run_dir / "metrics.jsonl").read_text() == metrics
+
+
+def test_clip_to_median_bounds_a_scaled_reply_among_two_and_alone():
+    """The median of two norms is their mean, so a x1e6 reply used to pass; now it is bounded by the
+    smaller norm (two replies), by earlier rounds' accepted norms (a history kept across rounds and
+    checkpoints), and cannot enter the history at its own length."""
+    import torch
+
+    from mira.algorithms.base import screen_replies
+
+    def screen(updates, history):
+        sent = {k: {"adapter": torch.zeros(4)} for k in updates}
+        accepted, _ = screen_replies(sent, {k: {"adapter": u} for k, u in updates.items()}, clip_to_median=2.0,
+                                     history=history)
+        return {k: float(reply["adapter"].norm()) for k, reply in accepted.items()}
+
+    honest = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    history: dict[str, list[float]] = {}
+    norms = screen({0: honest, 1: honest * 1e6}, history)
+    assert norms == {0: 1.0, 1: 2.0}
+    for _ in range(3):
+        screen({0: honest * 1.1}, history)
+    alone = screen({5: honest * 3e38}, history)  # one attacker in a round of its own
+    assert alone[5] <= 2.0 * 1.1 + 1e-6
+    assert max(history["adapter"]) <= 2.2 + 1e-6
+
+
+def test_the_norm_history_survives_a_resume(tiny_config):
+    from mira.checkpoint import load_checkpoint
+
+    cfg = tiny_config("name=clipped", "federation.rounds=2", "federation.clip_to_median=2")
+    run(cfg, progress=False)
+    history = load_checkpoint(cfg.run_dir).screening["adapter"]
+    assert len(history) == 2 * 3  # two rounds of three sampled clients

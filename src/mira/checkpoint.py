@@ -32,6 +32,8 @@ class Checkpoint:
     """The algorithm's own state (Ditto's global adapter, a learned graph)."""
     selection: dict[str, torch.Tensor] = field(default_factory=dict)
     """The per-client model selection (`Selection.state_dict`); empty in checkpoints older than it."""
+    screening: dict[str, torch.Tensor] = field(default_factory=dict)
+    """The latest accepted update norms, by message entry, that clip_to_median compares against."""
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:
@@ -66,6 +68,7 @@ def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> None:
     tensors = {"thetas": ckpt.thetas.contiguous()}
     tensors |= {f"server.{name}": value.contiguous() for name, value in ckpt.server_state.items()}
     tensors |= {f"selection.{name}": value.contiguous() for name, value in ckpt.selection.items()}
+    tensors |= {f"screen.{name}": value.contiguous() for name, value in ckpt.screening.items()}
     optimizers = {}
     for k, state in ckpt.optimizer_states.items():
         params = {}
@@ -102,7 +105,8 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
             states[int(k)] = {"state": per_param, "param_groups": info["param_groups"]}
         def part(prefix):
             return {key.removeprefix(prefix): value for key, value in tensors.items() if key.startswith(prefix)}
-        return Checkpoint(int(meta["round"]), tensors["thetas"], states, part("server."), part("selection."))
+        return Checkpoint(int(meta["round"]), tensors["thetas"], states, part("server."), part("selection."),
+                          part("screen."))
     except (SafetensorError, KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError) as exc:
         reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ValueError(f"{path}: not a readable mira checkpoint ({reason})") from None

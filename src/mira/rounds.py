@@ -86,16 +86,17 @@ def update_norm(sent: Message, reply: Message) -> float | None:
 
 
 def server_step(algorithm: Algorithm, thetas: torch.Tensor, sent: dict[int, Message], updates: list[ClientUpdate],
-                names: list[str], round_: int, fcfg: FederationConfig) -> tuple[torch.Tensor, dict]:
-    """Screen the replies (bounding update norms as fcfg says) and apply the algorithm's server rule;
-    returns the new state and the round's training record (with the norm of every returned adapter's
-    update, before any bound)."""
+                names: list[str], round_: int, fcfg: FederationConfig,
+                norm_history: dict[str, list[float]] | None = None) -> tuple[torch.Tensor, dict]:
+    """Screen the replies (bounding update norms as fcfg says, against `norm_history`, which it updates)
+    and apply the algorithm's server rule; returns the new state and the round's training record (with
+    the norm of every returned adapter's update, before any bound)."""
     replies = {u.client: u.reply for u in updates}
     record = {"train_loss": {names[u.client]: u.train_loss for u in updates},
               "update_norm": {names[k]: norm for k, r in replies.items() if (norm := update_norm(sent[k], r)) is not None}}
     accepted, rejected = screen_replies(sent, replies, fcfg.max_update_norm, fcfg.clip_to_median,
                                         {k: algorithm.reply_template(message) for k, message in sent.items()},
-                                        algorithm.reply_problem)
+                                        algorithm.reply_problem, norm_history)
     for k, reason in rejected.items():
         log.warning("round %d: rejected the update of client %s (%s); it keeps its last good adapter",
                     round_, names[k], reason)
@@ -109,7 +110,7 @@ def server_step(algorithm: Algorithm, thetas: torch.Tensor, sent: dict[int, Mess
 
 def federated_round(cfg: Config, algorithm: Algorithm, backend: Backend, thetas: torch.Tensor, round_: int,
                     names: list[str], optimizer_states: dict[int, dict], progress: bool = False,
-                    on_step=None) -> tuple[torch.Tensor, dict]:
+                    on_step=None, norm_history: dict[str, list[float]] | None = None) -> tuple[torch.Tensor, dict]:
     """One round: sample, send, train through `backend`, screen, apply the server rule. Returns the
     new state and the round's record (without evaluation)."""
     begin = time.perf_counter()
@@ -117,7 +118,7 @@ def federated_round(cfg: Config, algorithm: Algorithm, backend: Backend, thetas:
     sampled = sample_clients(len(names), fcfg.sample_fraction, fcfg.sample_count, cfg.seed, round_)
     sent = {k: algorithm.send(thetas, k) for k in sampled}
     updates, measured = backend.train(sent, round_, optimizer_states, progress, on_step)
-    thetas, trained = server_step(algorithm, thetas, sent, updates, names, round_, fcfg)
+    thetas, trained = server_step(algorithm, thetas, sent, updates, names, round_, fcfg, norm_history)
     return thetas, ({"round": round_, "sampled": [names[k] for k in sampled]} | measured | trained
                     | {"train_seconds": time.perf_counter() - begin})
 
@@ -255,7 +256,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         log.warning("%s: no checkpoint yet (the run stopped before its first round ended); starting it again",
                     run_dir)
     if checkpoint is None:
-        start, optimizer_states = 1, {}
+        start, optimizer_states, norm_history = 1, {}, {}
         thetas = initial_theta.expand(len(names), -1).clone()
         algorithm.start(initial_theta)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -284,6 +285,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
             raise ValueError(f"{run_dir}: the checkpoint holds adapters of shape {tuple(checkpoint.thetas.shape)}, "
                              f"this configuration makes {expected}")
         start, thetas, optimizer_states = checkpoint.round + 1, checkpoint.thetas, checkpoint.optimizer_states
+        norm_history = {key: norms.tolist() for key, norms in checkpoint.screening.items()}
         algorithm.load_state_dict(checkpoint.server_state)
         selection = Selection.from_state_dict(checkpoint.selection, thetas)
         history = read_history(run_dir, up_to_round=checkpoint.round)
@@ -302,7 +304,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
             tracker.start(round_)
             begin = time.perf_counter()
             thetas, record = federated_round(cfg, algorithm, backend, thetas, round_, names, optimizer_states, progress,
-                                             tracker.local_step)
+                                             tracker.local_step, norm_history)
             last = round_ == fcfg.rounds
             evaluated = round_ % cfg.eval.eval_every == 0 or last
             if evaluated:
@@ -327,7 +329,8 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
                 on_evaluation(round_, record)
             if cfg.checkpoint_every and (round_ % cfg.checkpoint_every == 0 or last):
                 save_checkpoint(run_dir, Checkpoint(round_, thetas, optimizer_states, algorithm.state_dict(),
-                                                    selection.state_dict()))
+                                                    selection.state_dict(),
+                                                    {key: torch.tensor(norms) for key, norms in norm_history.items()}))
         _save_adapters(run_dir, clients, thetas, layout, selection)
     finally:
         tracker.close()

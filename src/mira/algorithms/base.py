@@ -147,19 +147,27 @@ def write_trained_rows(thetas: torch.Tensor, replies: dict[int, Message]) -> tor
     return thetas
 
 
+NORM_HISTORY = 64
+"""How many of the latest accepted update norms (of each entry) `clip_to_median` compares against."""
+
+
 def screen_replies(sent: dict[int, Message], replies: dict[int, Message], max_update_norm: float = 0.0,
                    clip_to_median: float = 0.0, templates: dict[int, Message] | None = None,
-                   check=None) -> tuple[dict[int, Message], dict[int, str]]:
+                   check=None, history: dict[str, list[float]] | None = None) -> tuple[dict[int, Message], dict[int, str]]:
     """Keep the replies that are safe to aggregate; say why each other one was rejected.
 
     A reply must hold every tensor of its template (by default what its client was sent), of the same
     shape and dtype, and finite, and `check(reply)` (if given) must find no problem in it; otherwise
     it is rejected (its client keeps its last good adapter and its neighbours never see the bad one).
     Each accepted update of an entry that was also sent (returned minus sent tensor) longer than
-    `max_update_norm` (if > 0), or than `clip_to_median` times the median norm of this round's
-    accepted updates of that entry (if > 0), is scaled down to that length.
+    `max_update_norm` (if > 0), or than `clip_to_median` times a reference norm (if > 0), is scaled
+    down to that length. The reference is the median of this round's update norms together with the
+    latest NORM_HISTORY accepted (after scaling) norms of earlier rounds, kept in `history` (by entry;
+    updated here); with fewer than three norms to compare, the smallest of them, so that one of two
+    replies, or the first one, cannot set its own bound.
     """
     templates = templates or sent
+    history = {} if history is None else history
     accepted, rejected = {}, {}
     for k, reply in replies.items():
         problems = [f"{key}: {problem}" for key, tensor in templates[k].items()
@@ -170,16 +178,19 @@ def screen_replies(sent: dict[int, Message], replies: dict[int, Message], max_up
             rejected[k] = "; ".join(problems)
         else:
             accepted[k] = dict(reply)
-    for key in {key for k in accepted for key in sent[k] if key in templates[k]}:
+    for key in sorted({key for k in accepted for key in sent[k] if key in templates[k]}):
         norms = {k: float((reply[key] - sent[k][key]).norm()) for k, reply in accepted.items()
                  if key in sent[k] and key in templates[k]}
         bounds = [max_update_norm] if max_update_norm > 0 else []
         if clip_to_median > 0 and norms:
-            bounds.append(clip_to_median * statistics.median(norms.values()))
+            pool = history.get(key, [])[-NORM_HISTORY:] + list(norms.values())
+            bounds.append(clip_to_median * (statistics.median(pool) if len(pool) >= 3 else min(pool)))
         bound = min(bounds, default=math.inf)
         for k, norm in norms.items():
             if norm > bound:
                 accepted[k][key] = sent[k][key] + (accepted[k][key] - sent[k][key]) * (bound / norm)
+        if clip_to_median > 0:
+            history[key] = (history.get(key, []) + [min(norm, bound) for norm in norms.values()])[-NORM_HISTORY:]
     return accepted, rejected
 
 
