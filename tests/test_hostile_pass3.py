@@ -204,3 +204,24 @@ def test_the_norm_history_survives_a_resume(tiny_config):
     run(cfg, progress=False)
     history = load_checkpoint(cfg.run_dir).screening["adapter"]
     assert len(history) == 2 * 3  # two rounds of three sampled clients
+
+
+def test_a_compare_rerun_with_other_settings_is_refused_or_restarted(tmp_path, capsys):
+    from mira.cli import main
+
+    base = ["compare", "-a", "local", "--no-progress", "--set", f"out_dir='{tmp_path}'", "--set", "name=mixed",
+            *(a for o in TUNE[:-1] + ["federation.rounds=1"] for a in ("--set", o))]
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text("[local.train]\nlr = 0.01\n")
+    bad.write_text("[local.train]\nlr = 0.5\n")
+    assert main([*base, "--params", str(good)]) == 0
+    first = (tmp_path / "mixed" / "local-s0" / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert main([*base, "--params", str(bad)]) == 2
+    assert "started with other settings (train.lr differ)" in capsys.readouterr().err
+    assert (tmp_path / "mixed" / "local-s0" / "metrics.jsonl").read_text() == first
+    assert "lr = 0.01" in (tmp_path / "mixed" / "local-s0" / "config.toml").read_text()
+    assert main([*base, "--params", str(bad), "--restart-changed"]) == 0
+    assert "lr = 0.5" in (tmp_path / "mixed" / "local-s0" / "config.toml").read_text()
+    assert (tmp_path / "mixed" / "local-s0" / "metrics.jsonl").read_text() != first
+    assert json.loads((tmp_path / "mixed" / "comparison.json").read_text())["params"]["local"]["train"]["lr"] == 0.5

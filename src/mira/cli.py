@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--params", metavar="FILE",
                       help="per-variant settings (best_params.toml written by 'mira tune'); every variant "
                            "compared must have a table there")
+    cmp_.add_argument("--restart-changed", action="store_true",
+                      help="train afresh every sub-run that was started (or finished) with other settings; "
+                           "without it such a sub-run is an error naming the settings that differ")
     cmp_.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
 
     tun = sub.add_parser("tune", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=options,
@@ -138,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                 cfg.name = "compare"
             variants = _list(args.algorithms)
             params = read_params(args.params, variants) if args.params else None
-            out = compare(cfg, variants, _int_list(args.seeds), progress=not args.no_progress, params=params)
+            out = compare(cfg, variants, _int_list(args.seeds), progress=not args.no_progress, params=params,
+                          restart=args.restart_changed)
             return _report(out)
         if args.command == "tune":
             from .tune import tune

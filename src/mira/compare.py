@@ -83,12 +83,45 @@ def sibling_initial_evaluation(sub: Config) -> dict | None:
     return None
 
 
+RESTART = ".restart"
+"""In a sub-run's folder: it is to be trained afresh (its settings changed), even where it has a checkpoint."""
+
+
+def differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two nested settings dicts."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += differing_keys(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def _check_settings(sub: Config, restart: bool) -> None:
+    """A sub-run already started (or finished) is continued (or kept) only under the settings it was
+    started with: otherwise refuse, naming what differs, or with `restart` mark it to be trained afresh."""
+    saved = sub.run_dir / "config.toml"
+    if not saved.is_file():
+        return
+    changed = [key for key in differing_keys(to_dict(load_config(saved)), to_dict(sub)) if key != "out_dir"]
+    if not changed:
+        return
+    if not restart:
+        raise ConfigError(f"{sub.run_dir}: started with other settings ({', '.join(changed)} differ); rerun with "
+                          "the settings it was started with, or with --restart-changed to train it afresh")
+    log.warning("compare: %s: settings changed (%s); training it afresh", sub.name, ", ".join(changed))
+    (sub.run_dir / RESTART).touch()
+
+
 def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool = True,
-            params: dict[str, dict] | None = None, on_finished=None) -> Path:
+            params: dict[str, dict] | None = None, on_finished=None, restart: bool = False) -> Path:
     """Run every variant for every seed into <out_dir>/<name>/<variant>-s<seed>/ and return the
     comparison directory; `params` gives each variant its own settings (from `mira tune`).
-    Finished sub-runs are kept, so an interrupted comparison continues; `on_finished(run_dir)` is
-    called as each sub-run of this call finishes."""
+    Finished sub-runs are kept, so an interrupted comparison continues; a sub-run started with other
+    settings is an error, or with `restart` trained afresh. `on_finished(run_dir)` is called as each
+    sub-run of this call finishes."""
     if not variants or not seeds:
         raise ConfigError("compare: give at least one algorithm and one seed")
     params = params or {}
@@ -99,15 +132,18 @@ def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool =
                                                          "params": params}))
     for seed in seeds:
         subs = [variant_config(cfg, spec, seed, out, params.get(spec)) for spec in variants]
-        todo = [s for s in subs if not is_finished(s.run_dir)]
+        for sub in subs:
+            _check_settings(sub, restart)
+        todo = [s for s in subs if not is_finished(s.run_dir) or (s.run_dir / RESTART).exists()]
         if not todo:
             continue
         workspaces = {}  # one model load per seed and kind of adapter (LoRA, P-tuning)
         for sub in todo:
             log.info("compare: %s", sub.name)
-            resume = (sub.run_dir / "checkpoint.safetensors").is_file()
+            resume = (sub.run_dir / "checkpoint.safetensors").is_file() and not (sub.run_dir / RESTART).exists()
             run(sub, overwrite=True, progress=progress, ws=shared_workspace(workspaces, sub), resume=resume,
                 initial_evaluation=None if resume else sibling_initial_evaluation(sub))
+            (sub.run_dir / RESTART).unlink(missing_ok=True)
             if on_finished is not None:
                 on_finished(sub.run_dir)
     return out
