@@ -23,6 +23,7 @@ from .evaluate import losses_on, response_loss, response_tokens
 from .generation import generation_scores
 from .lora import AdapterSlot
 from .model import attach_adapter, load_base_model
+from .privacy import noise_generator, privatize
 from .train import train_local
 
 
@@ -182,8 +183,13 @@ def train_client(ws: ClientWorkspace, k: int, received: Message, round_: int, op
     """Client k's round: the client step of cfg.federation.algorithm on what the server sent;
     `on_step(loss)` after every optimiser step."""
     trainer = LocalTrainer(ws, k, round_, optimizer_state, on_step)
+    algorithm = algorithm_class(ws.cfg.federation.algorithm)
     with compute_precision(ws):
-        reply = algorithm_class(ws.cfg.federation.algorithm).client_step(trainer, received, ws.cfg)
+        reply = algorithm.client_step(trainer, received, ws.cfg)
+    if ws.cfg.privacy.clip > 0:  # only the clipped, noised release leaves the client (no training loss either)
+        reply, _ = privatize(received, reply, algorithm.private, ws.cfg.privacy,
+                             noise_generator(ws.cfg.seed, k, round_))
+        return ClientUpdate(k, reply, len(trainer.data), float("nan"), trainer.optimizer_state)
     return ClientUpdate(k, reply, len(trainer.data), trainer.mean_loss, trainer.optimizer_state)
 
 

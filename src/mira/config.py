@@ -217,6 +217,18 @@ class FlowerConfig(Section):
     """Seconds the server waits at the start for a node of every partition to answer."""
 
 
+class PrivacyConfig(Section):
+    clip: float = Field(0.0, ge=0)
+    """C: what a client releases each round (the update of what it was sent, or its state) is scaled to
+    L2 norm at most C before noise is added; 0 = no differential privacy."""
+    noise_multiplier: float = Field(0.0, ge=0)
+    """σ: Gaussian noise of standard deviation σ·C is added on the client to every released value."""
+    delta: float = Field(0.0, ge=0, lt=1)
+    """δ of each client's (ε, δ) guarantee; 0 = 1/(the client's number of training examples)."""
+    target_epsilon: float = Field(0.0, ge=0)
+    """A client whose next release would take its ε past this stops releasing (keeps its adapter); 0 = no limit."""
+
+
 class Config(Section):
     name: str = "default"
     """Run name; results go to <out_dir>/<name>/."""
@@ -235,6 +247,7 @@ class Config(Section):
     graph: GraphConfig = Field(default_factory=GraphConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     flower: FlowerConfig = Field(default_factory=FlowerConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -256,6 +269,9 @@ class Config(Section):
                              "the scalars every client replays its model from; use 'float32'")
         if graph.kind == "file" and not graph.path:
             raise ValueError("graph.path: required when graph.kind = 'file'")
+        if (self.privacy.noise_multiplier > 0 or self.privacy.target_epsilon > 0) and self.privacy.clip <= 0:
+            raise ValueError("privacy.clip: required (> 0) when privacy.noise_multiplier or privacy.target_epsilon "
+                             "is set: noise is scaled to the clipping norm")
         if self.seed >= 2**63:
             raise ValueError(f"seed: must be < 2**63 (a 64-bit signed integer), got {self.seed}")
         if not self.name or "/" in self.name or self.name in {".", ".."}:

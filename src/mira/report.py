@@ -149,6 +149,34 @@ def _client_table(variants: list[VariantRuns], clients: list[dict], values: dict
     return lines
 
 
+def crossover(rounds: list[int], loss: list[float], reference: list[float]) -> int | None:
+    """The first of `rounds` from which `loss` stays below `reference` to the end (None: never)."""
+    below = [a < b for a, b in zip(loss, reference)]
+    if not below or not below[-1]:
+        return None
+    first = len(below)
+    while first > 0 and below[first - 1]:
+        first -= 1
+    return rounds[first]
+
+
+def _crossover(variant: VariantRuns, variants: list[VariantRuns]) -> str:
+    """`crossover` of the variant's mean curve against FedIT's (and its range over seeds where several)."""
+    if variant.label == "fedit":
+        return "-"
+    fedit = next(v for v in variants if v.label == "fedit")
+    rounds, mean, _ = variant.curve("local_loss")
+    _, reference, _ = fedit.curve("local_loss")
+    per_seed = []
+    for mine, theirs in zip(variant.histories, fedit.histories):
+        ours = [r["mean_local_loss"] for r in mine if "local_loss" in r]
+        per_seed.append(crossover(rounds, ours, [r["mean_local_loss"] for r in theirs if "local_loss" in r]))
+    text = str(crossover(rounds, mean, reference) or "never")
+    if len(per_seed) > 1:
+        text += " (seeds: " + ", ".join(str(r or "never") for r in per_seed) + ")"
+    return text
+
+
 def _settings(comparison_dir: Path) -> dict[str, dict]:
     """The per-variant settings a comparison was run with (flattened keys), if any."""
     record = comparison_dir / COMPARISON_JSON
@@ -215,6 +243,13 @@ def write_report(comparison_dir: str | Path) -> list[Path]:
     if any(v.total_bytes(["bytes_state"]) for v in variants):
         lines.append("| clients' private state carried for stateless nodes, whole run | "
                      + " | ".join(human_bytes(v.total_bytes(["bytes_state"])) for v in variants) + " |")
+    if any("max_epsilon" in h[-1] for v in variants for h in v.histories):
+        lines.append("| privacy ε, largest over clients (at each client's δ) | "
+                     + " | ".join(_pm([h[-1]["max_epsilon"] for h in v.histories]) if "max_epsilon" in v.histories[0][-1]
+                                  else "not private" for v in variants) + " |")
+    if "fedit" in [v.label for v in variants]:
+        lines.append("| first evaluated round from which its mean local loss stays below FedIT's | "
+                     + " | ".join(_crossover(v, variants) for v in variants) + " |")
     params = _settings(comparison_dir)
     if params:
         lines += ["", "Settings per variant (from `mira compare --params`):", ""]

@@ -109,7 +109,8 @@ def _fmt(value) -> str:
 
 
 def summary_table(history: list[dict], clients: list[ClientData]) -> str:
-    """Per-client local loss (and ROUGE-L, exact match) at round 0 and at the end, final global loss."""
+    """Per-client local loss (and ROUGE-L, exact match) at round 0 and at the end, final global loss,
+    and each client's privacy ε where the run was differentially private."""
     first = history[0]
     last = next(r for r in reversed(history) if "local_loss" in r)
     t = last["round"]
@@ -117,6 +118,7 @@ def summary_table(history: list[dict], clients: list[ClientData]) -> str:
     columns += [("global", last, "global_loss")]
     columns += [(f"rougeL@{r['round']}", r, "rouge_l") for r in (first, last)]
     columns += [(f"EM@{t}", last, "exact_match")]
+    columns += [(f"eps@{history[-1]['round']}", history[-1], "epsilon")]
     columns = [c for c in columns if c[2] in c[1]]
     width = max(6, *(len(c.name) for c in clients))
     fam = max(6, *(len(c.family[:24]) for c in clients))

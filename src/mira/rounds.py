@@ -26,6 +26,7 @@ from .client import ClientEvaluation, ClientUpdate
 from .config import Config, FederationConfig, save_config
 from .data import ClientData
 from .lora import AdapterLayout, save_adapter
+from .privacy import Accountant, releases_so_far
 from .results import ADAPTERS, SELECTED, MetricsWriter, read_history, write_clients
 from .selection import Selection
 from .tracking import TENSORBOARD, RunTracker
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 class Backend(Protocol):
     """Where clients train and evaluate: in this process, or on Flower nodes."""
+
+    train_sizes: list[int]
+    """Each client's number of training examples (its default privacy δ is the inverse)."""
 
     def train(self, sent: dict[int, Message], round_: int, optimizer_states: dict[int, dict], progress: bool,
               on_step=None) -> tuple[list[ClientUpdate], dict[str, int]]:
@@ -110,17 +114,29 @@ def server_step(algorithm: Algorithm, thetas: torch.Tensor, sent: dict[int, Mess
 
 def federated_round(cfg: Config, algorithm: Algorithm, backend: Backend, thetas: torch.Tensor, round_: int,
                     names: list[str], optimizer_states: dict[int, dict], progress: bool = False,
-                    on_step=None, norm_history: dict[str, list[float]] | None = None) -> tuple[torch.Tensor, dict]:
+                    on_step=None, norm_history: dict[str, list[float]] | None = None,
+                    accountant: Accountant | None = None) -> tuple[torch.Tensor, dict]:
     """One round: sample, send, train through `backend`, screen, apply the server rule. Returns the
-    new state and the round's record (without evaluation)."""
+    new state and the round's record (without evaluation). With an active `accountant`, a sampled
+    client whose next release would pass privacy.target_epsilon is not asked to train (it keeps its
+    adapter), and every client's ε is recorded."""
     begin = time.perf_counter()
     fcfg = cfg.federation
     sampled = sample_clients(len(names), fcfg.sample_fraction, fcfg.sample_count, cfg.seed, round_)
-    sent = {k: algorithm.send(thetas, k) for k in sampled}
-    updates, measured = backend.train(sent, round_, optimizer_states, progress, on_step)
+    private = accountant is not None and accountant.active
+    spent = [k for k in sampled if private and not accountant.may_release(k)]
+    for k in spent:
+        log.info("round %d: client %s has spent its privacy budget (ε = %.3g; the next release would pass "
+                 "privacy.target_epsilon = %g): it no longer releases and keeps its adapter", round_, names[k],
+                 accountant.epsilon(k), cfg.privacy.target_epsilon)
+    sent = {k: algorithm.send(thetas, k) for k in sampled if k not in spent}
+    updates, measured = backend.train(sent, round_, optimizer_states, progress, on_step) if sent else ([], {})
     thetas, trained = server_step(algorithm, thetas, sent, updates, names, round_, fcfg, norm_history)
-    return thetas, ({"round": round_, "sampled": [names[k] for k in sampled]} | measured | trained
-                    | {"train_seconds": time.perf_counter() - begin})
+    record = {"round": round_, "sampled": [names[k] for k in sampled]} | measured | trained
+    if private:
+        accountant.record([u.client for u in updates])
+        record |= ({"budget_spent": [names[k] for k in spent]} if spent else {}) | accountant.report(names)
+    return thetas, record | {"train_seconds": time.perf_counter() - begin}
 
 
 def global_loss_clients(cfg: Config, num_clients: int) -> list[int]:
@@ -257,6 +273,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
                     run_dir)
     if checkpoint is None:
         start, optimizer_states, norm_history = 1, {}, {}
+        accountant = Accountant(cfg.privacy, backend.train_sizes)
         thetas = initial_theta.expand(len(names), -1).clone()
         algorithm.start(initial_theta)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -289,6 +306,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         algorithm.load_state_dict(checkpoint.server_state)
         selection = Selection.from_state_dict(checkpoint.selection, thetas)
         history = read_history(run_dir, up_to_round=checkpoint.round)
+        accountant = Accountant(cfg.privacy, backend.train_sizes, releases_so_far(history, names))
         if not history or history[-1]["round"] != checkpoint.round:
             raise ValueError(f"{run_dir}: the checkpoint is of round {checkpoint.round}, but metrics.jsonl records "
                              f"rounds up to {history[-1]['round'] if history else 'none'}; the run folder is inconsistent")
@@ -304,7 +322,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
             tracker.start(round_)
             begin = time.perf_counter()
             thetas, record = federated_round(cfg, algorithm, backend, thetas, round_, names, optimizer_states, progress,
-                                             tracker.local_step, norm_history)
+                                             tracker.local_step, norm_history, accountant)
             last = round_ == fcfg.rounds
             evaluated = round_ % cfg.eval.eval_every == 0 or last
             if evaluated:

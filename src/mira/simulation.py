@@ -26,6 +26,10 @@ class InProcess:
     progress: bool = True  # a bar over the clients while evaluating
     bytes_per_value: int = 4  # float32, as a networked run sends them
 
+    @property
+    def train_sizes(self) -> list[int]:
+        return [len(examples) for examples in self.ws.train_sets]
+
     def train(self, sent, round_, optimizer_states, progress, on_step=None) -> tuple[list[ClientUpdate], dict]:
         """The sampled clients' client steps, one after the other; traffic as the float32 size of
         every message entry."""

@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 TENSORBOARD = "tensorboard"
 """The folder of a run's event files, inside its run directory."""
 SCALARS = ("mean_train_loss", "mean_val_loss", "mean_local_loss", "mean_global_loss", "mean_selected_val_loss",
-           "mean_rouge_l", "mean_exact_match", "bytes_up", "bytes_down", "bytes_state", "edge_precision", "edge_recall")
+           "mean_rouge_l", "mean_exact_match", "bytes_up", "bytes_down", "bytes_state", "edge_precision", "edge_recall",
+           "mean_epsilon", "max_epsilon", "eval_seconds", "wall_seconds", "train_seconds")
 
 
 class RunTracker:
@@ -52,7 +53,7 @@ class RunTracker:
         for key in SCALARS:
             if key in record:
                 self.writer.add_scalar(key, record[key], round_)
-        for key in ("local_loss", "val_loss", "global_loss"):
+        for key in ("local_loss", "val_loss", "global_loss", "epsilon"):
             for client, value in record.get(key, {}).items():
                 self.writer.add_scalar(f"{key}/{client}", value, round_)
         if "learned_graph" in record:

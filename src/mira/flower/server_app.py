@@ -41,10 +41,11 @@ class FlowerBackend:
     nodes: dict[int, int] = field(default_factory=dict)
     """partition id → node id"""
     names: list[str] = field(default_factory=list)
+    train_sizes: list[int] = field(default_factory=list)
 
-    def _query(self, node_ids: list[int], timeout: float) -> list[tuple[int, int, int, str, str]]:
+    def _query(self, node_ids: list[int], timeout: float) -> list[tuple[int, int, int, str, str, int]]:
         """Ask these nodes which client they hold: (node id, partition, number of clients, name,
-        family) for each that answered. A node that went away (unavailable, crashed) is skipped; one
+        family, training examples) for each that answered. A node that went away (unavailable, crashed) is skipped; one
         whose ClientApp cannot load its client is an error, since waiting will not fix it."""
         content = RecordDict({CONFIG: config_record(self.cfg, 0)})
         messages = [Message(content, dst_node_id=n, message_type=MessageType.QUERY) for n in node_ids]
@@ -58,14 +59,14 @@ class FlowerBackend:
                 continue
             metrics, info = reply.content[METRICS], reply.content[CONFIG]
             answers.append((node, int(metrics["partition-id"]), int(metrics["num-clients"]), str(info["name"]),
-                            str(info["family"])))
+                            str(info["family"]), int(metrics["num-train"])))
         return answers
 
     def connect(self) -> list[ClientData]:
         """Ask every node which client it holds, until every partition has a node (flower.connect_timeout).
         A node that restarted (a new node id for a client already found) replaces its predecessor."""
         deadline = time.monotonic() + self.cfg.flower.connect_timeout
-        found: dict[int, tuple[str, str]] = {}
+        found: dict[int, tuple[str, str, int]] = {}
         expected = None
         while expected is None or len(found) < expected:
             if time.monotonic() > deadline:
@@ -73,7 +74,7 @@ class FlowerBackend:
                 raise TimeoutError(f"no node answered for partitions {missing} within "
                                    f"flower.connect_timeout = {self.cfg.flower.connect_timeout} s")
             new = [n for n in self.grid.get_node_ids() if n not in self.nodes.values()]
-            for node, partition, count, name, family in self._query(new, max(1.0, deadline - time.monotonic())):
+            for node, partition, count, name, family, train in self._query(new, max(1.0, deadline - time.monotonic())):
                 if expected is not None and count != expected:
                     raise ValueError(f"nodes disagree on the number of clients ({expected} and {count}); "
                                      "check num-partitions and the data on every SuperNode")
@@ -81,23 +82,24 @@ class FlowerBackend:
                 if partition in found and found[partition][0] != name:
                     raise ValueError(f"two nodes hold partition-id {partition} ({found[partition][0]} and {name}); "
                                      "give every SuperNode its own")
-                if any(n == name and p != partition for p, (n, _) in found.items()):
+                if any(n == name and p != partition for p, (n, _, _) in found.items()):
                     raise ValueError(f"two nodes hold client {name!r}; each client's data must be on one node only")
                 if partition in found:
                     log.warning("client %s: node %s replaces node %s (restarted)", name, node, self.nodes[partition])
                 self.nodes[partition] = node
-                found[partition] = (name, family)
+                found[partition] = (name, family, train)
             if expected is None or len(found) < expected:
                 time.sleep(1.0)
         self.names = [found[k][0] for k in range(expected)]
+        self.train_sizes = [found[k][2] for k in range(expected)]
         log.info("%d clients connected: %s", expected, ", ".join(self.names))
-        return [ClientData(name, family, [], []) for name, family in (found[k] for k in range(expected))]
+        return [ClientData(name, family, [], []) for name, family, _ in (found[k] for k in range(expected))]
 
     def refresh(self) -> None:
         """Map nodes that appeared since the last round: a restarted SuperNode comes back with a new node
         id, and takes over its client's partition; a node holding no client of this federation is ignored."""
         new = [n for n in self.grid.get_node_ids() if n not in self.nodes.values()]
-        for node, partition, count, name, _ in self._query(new, self.cfg.flower.round_timeout):
+        for node, partition, count, name, *_ in self._query(new, self.cfg.flower.round_timeout):
             if count != len(self.names) or not 0 <= partition < count or self.names[partition] != name:
                 log.warning("node %s holds client %s as partition %d of %d, not one of this federation's; ignored",
                             node, name, partition, count)
@@ -166,6 +168,9 @@ def run_on_grid(grid: Grid, cfg: Config, resume: bool = False, overwrite: bool =
     """A federated run with the clients on the nodes of `grid`; writes the same run directory as `mira run`."""
     if cfg.train.persistent_optimizer:
         raise ConfigError("train.persistent_optimizer is not supported on Flower nodes (they keep no state)")
+    if cfg.privacy.clip > 0 and algorithm_class(cfg.federation.algorithm).private:
+        raise ConfigError(f"privacy: {cfg.federation.algorithm}'s clients keep private state, which Flower nodes "
+                          "(stateless) would send to the server un-noised; use it with privacy in the simulator only")
     check_run_dir(cfg, overwrite, resume)
     _, _, slot = build_model(cfg)  # the layout and the initial adapter every client starts from
     layout, initial_theta = slot.layout, slot.get()
