@@ -49,3 +49,20 @@ def test_shipped_example_config_loads():
     from pathlib import Path
     cfg = load_config(Path(__file__).parents[1] / "configs" / "example.toml")
     assert cfg.graph.kind == "ground_truth" and cfg.federation.algorithm == "mira"
+
+
+def test_assignment_is_validated_and_every_algorithm_is_exported():
+    import pydantic
+    import pytest
+
+    import mira
+    from mira.algorithms import ALGORITHMS
+
+    cfg = load_config(None, [])
+    with pytest.raises(pydantic.ValidationError, match="greater than 0"):
+        cfg.train.lr = -1
+    with pytest.raises(pydantic.ValidationError):
+        cfg.federation.sample_fraction = 2.0
+    cfg.train.lr = 1  # an int for a float is fine
+    exported = [getattr(mira, name) for name in mira.__all__]
+    assert all(any(cls is e for e in exported) for cls in [*ALGORITHMS.values(), mira.Algorithm])

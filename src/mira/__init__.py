@@ -7,9 +7,11 @@ module needs (a Flower node answering a query message loads no model code).
 import importlib
 
 __version__ = "0.1.0"
-_EXPORTS = {"FedIT": "algorithms", "Local": "algorithms", "Mira": "algorithms", "build_algorithm": "algorithms",
-            "laplacian_step": "algorithms", "Config": "config", "ConfigError": "config", "load_config": "config",
-            "family_graph": "graph", "laplacian": "graph", "uniform_graph": "graph", "validate_graph": "graph"}
+_EXPORTS = {name: "algorithms" for name in ("ALGORITHMS", "Algorithm", "Ditto", "FedIT", "FedKSeed", "FedPTuning",
+                                            "FedProx", "FedSALoRA", "FFALoRA", "Local", "Mira", "build_algorithm",
+                                            "laplacian_step")}
+_EXPORTS |= {"Config": "config", "ConfigError": "config", "load_config": "config", "family_graph": "graph",
+             "laplacian": "graph", "uniform_graph": "graph", "validate_graph": "graph", "epsilon": "privacy"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -18,9 +18,9 @@ class ConfigError(ValueError):
 class Section(BaseModel):
     """A table of the configuration: typed fields, each documented by the docstring under it (shown by
     `--help` and `mira config`); unknown keys and values of the wrong type are refused (an int is
-    accepted for a float)."""
+    accepted for a float), also when a field is assigned after loading (`cfg.train.lr = -1` raises)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True, validate_assignment=True)
 
 
 class ModelConfig(Section):

@@ -12,7 +12,9 @@ import torch
 from .base import ADAPTER, ALGORITHMS, Algorithm, Message
 from .ditto import Ditto
 from .fedit import FedIT
+from .fedkseed import FedKSeed
 from .fedprox import FedProx
+from .fedptuning import FedPTuning
 from .fedsa_lora import FedSALoRA
 from .ffa_lora import FFALoRA
 from .local import Local
@@ -21,8 +23,8 @@ from .mira import Mira, laplacian_step
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["ADAPTER", "ALGORITHMS", "Algorithm", "Ditto", "FedIT", "FedProx", "FedSALoRA", "FFALoRA", "Local",
-           "Message", "Mira", "adapter_kind", "algorithm_class", "build_algorithm", "laplacian_step"]
+__all__ = ["ADAPTER", "ALGORITHMS", "Algorithm", "Ditto", "FedIT", "FedKSeed", "FedPTuning", "FedProx", "FedSALoRA",
+           "FFALoRA", "Local", "Message", "Mira", "adapter_kind", "algorithm_class", "build_algorithm", "laplacian_step"]
 
 
 def algorithm_class(name: str) -> type[Algorithm]:
