@@ -21,7 +21,7 @@ def test_real_natural_instructions_one_client_per_task():
     cfg = load_config(ROOT / "configs" / "natural_instructions.toml",
                       [f"data.path='{NI}'", f"data.families='{ROOT / 'configs' / 'ni_families.json'}'"])
     clients = load_clients(cfg.data, seed=0)
-    assert len(clients) == len(list(NI.glob("*.json"))) >= 8
+    assert [c.name for c in clients] == cfg.data.tasks and len(clients) == 16  # the families' 16 tasks
     assert len({c.family for c in clients}) == 6
     for c in clients:
         assert (len(c.train), len(c.test)) == (48, 16)
@@ -48,12 +48,26 @@ def test_real_dolly_categories():
 @pytest.mark.skipif(not (NI.is_dir() and DOLLY.is_file()), reason=f"real data not found under {SHARED_DATA}")
 def test_paper_presets_make_80_clients_sampled_at_10_percent():
     for preset, path in (("paper_ni", NI), ("paper_dolly", DOLLY)):
-        cfg = load_config(ROOT / "configs" / f"{preset}.toml",
-                          [f"data.path='{path}'", f"data.families='{ROOT / 'configs' / 'ni_families.json'}'"])
+        cfg = load_config(ROOT / "configs" / f"{preset}.toml", [f"data.path='{path}'"])
         clients = load_clients(cfg.data, seed=0)
         assert len(clients) == 80 and len({c.name for c in clients}) == 80, preset
         assert (cfg.federation.rounds, cfg.federation.sample_fraction, cfg.train.batch_size, cfg.model.lora_r,
                 cfg.graph.kind) == (60, 0.1, 8, 16, "random")
         assert all(c.train and c.test for c in clients)
-        if preset == "paper_ni":  # each of the 16 task files split into 5 clients
-            assert set(Counter(c.name.split("#")[0] for c in clients).values()) == {5}
+
+
+@pytest.mark.skipif(not NI.is_dir(), reason=f"real Natural Instructions files not found at {NI}")
+def test_the_ni_paper_preset_gives_80_clients_80_distinct_tasks_within_the_caps():
+    import json
+
+    cfg = load_config(ROOT / "configs" / "paper_ni.toml", [f"data.path='{NI}'"])
+    clients = load_clients(cfg.data, seed=0)
+    assert len(clients) == 80 and len({c.name for c in clients}) == 80
+    assert all(list(c.task_counts) == [c.name] for c in clients)  # each client holds exactly its own task
+    for c in clients:
+        instances = len(json.loads((NI / f"{c.name}.json").read_text())["Instances"])
+        assert len(c.train) == min(cfg.data.train_per_client, int(cfg.data.train_fraction * instances))
+        assert (len(c.val), len(c.test)) == (cfg.data.val_per_client, cfg.data.test_per_client)
+        assert not {e.prompt for e in c.train} & {e.prompt for e in c.test}
+    categories = Counter(c.family for c in clients)
+    assert len(categories) >= 30 and "Program Execution" in categories and "Speaker Identification" in categories
