@@ -17,7 +17,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_real import device_name  # noqa: E402
-
 from mira.client import build_workspace  # noqa: E402
 from mira.config import load_config  # noqa: E402
 from mira.data.encode import collate  # noqa: E402

@@ -47,7 +47,8 @@ def main() -> None:
     print("| λ | η·λ | mean local loss | mean global loss |\n|---|---|---|---|")
     for lam, values in results.items():
         local, glob = zip(*values)
-        spread = (lambda xs: f" ± {statistics.stdev(xs):.3f}" if len(xs) > 1 else "")
+        def spread(xs):
+            return f" ± {statistics.stdev(xs):.3f}" if len(xs) > 1 else ""
         print(f"| {lam:g} | {eta * lam:g} | {statistics.fmean(local):.3f}{spread(local)} | "
               f"{statistics.fmean(glob):.3f}{spread(glob)} |")
 

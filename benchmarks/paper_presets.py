@@ -30,7 +30,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_real import ROOT, compare_kept, has_fast_bfloat16, publish  # noqa: E402
-
 from mira.checkpoint import atomic_write_text  # noqa: E402
 from mira.compare import read_params  # noqa: E402
 from mira.config import load_config  # noqa: E402

@@ -20,7 +20,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_real import device_name  # noqa: E402
-
 from mira.algorithms import Mira  # noqa: E402
 from mira.checkpoint import Checkpoint, save_checkpoint  # noqa: E402
 from mira.graph import laplacian, normalize_graph, random_graph  # noqa: E402

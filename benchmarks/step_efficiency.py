@@ -31,7 +31,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_real import ROOT, SHARED, device_name, has_fast_bfloat16  # noqa: E402
-
 from mira.client import LocalTrainer, build_workspace, compute_precision  # noqa: E402
 from mira.config import load_config  # noqa: E402
 from mira.data.encode import IGNORE, batch_schedule, collate  # noqa: E402

@@ -16,7 +16,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_real import ROOT, device_name  # noqa: E402
-
 from mira.algorithms import ALGORITHMS  # noqa: E402
 from mira.client import shared_workspace  # noqa: E402
 from mira.config import load_config  # noqa: E402

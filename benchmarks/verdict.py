@@ -28,7 +28,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_real import DATASETS, ROOT, compare_kept, device_name  # noqa: E402
-
 from mira.compare import read_params  # noqa: E402
 from mira.config import load_config  # noqa: E402
 from mira.report import write_report  # noqa: E402

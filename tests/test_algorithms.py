@@ -27,7 +27,7 @@ def _reference_step(thetas, adjacency, step, sampled, only_sampled):
     out = thetas.clone()
     for k in sampled:
         neighbours = sampled if only_sampled else range(len(thetas))
-        out[k] = thetas[k] - step * sum(adjacency[k, l] * (thetas[k] - thetas[l]) for l in neighbours)
+        out[k] = thetas[k] - step * sum(adjacency[k, j] * (thetas[k] - thetas[j]) for j in neighbours)
     return out
 
 

@@ -155,9 +155,8 @@ def test_a_paper_preset_command_publishes_every_variant_over_the_seeds_all_finis
     """Whatever slice a benchmarks/paper_presets.py command ran (or one beside it, which rewrote the
     comparison's record), it publishes the largest complete table: the published order first."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from paper_presets import report_everything_recorded
-
     from mira.results import ADAPTERS
+    from paper_presets import report_everything_recorded
     out, published = tmp_path / "cmp", tmp_path / "published"
     for run in ["fedit-s0", "fedit-s1", "mira+random-s0", "mira+random-s1", "fedkseed-s0", "fedkseed-s1"]:
         (out / run / ADAPTERS).mkdir(parents=True)

@@ -1,7 +1,6 @@
-from mira.data import Example
-from mira.data.encode import IGNORE, batch_schedule, collate, encode
 from mira.config import DataConfig
-from mira.data import load_clients
+from mira.data import Example, load_clients
+from mira.data.encode import IGNORE, batch_schedule, collate, encode
 from mira.model import tiny_model
 
 

@@ -8,8 +8,8 @@ from flwr.common.constant import ErrorCode
 
 import mira.flower.server_app as server_app
 from mira.config import load_config
-from mira.flower.server_app import FlowerBackend
 from mira.flower.config_message import CONFIG, METRICS
+from mira.flower.server_app import FlowerBackend
 
 
 class FakeGrid:

@@ -4,8 +4,17 @@ import pytest
 import torch
 
 from mira.algorithms.mira import check_step
-from mira.graph import (GraphError, build_graph, family_graph, laplacian, normalize_graph, random_graph, read_graph,
-                        uniform_graph, validate_graph)
+from mira.graph import (
+    GraphError,
+    build_graph,
+    family_graph,
+    laplacian,
+    normalize_graph,
+    random_graph,
+    read_graph,
+    uniform_graph,
+    validate_graph,
+)
 from mira.simulation import run
 
 

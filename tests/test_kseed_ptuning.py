@@ -8,8 +8,17 @@ import torch
 from peft import PeftModel
 
 from mira.algorithms import FedIT, build_algorithm
-from mira.algorithms.fedkseed import (GRADIENTS, PROBABILITIES, SCALARS, SEEDS, FedKSeed, candidate_seeds,
-                                      direction, replay, seed_probabilities)
+from mira.algorithms.fedkseed import (
+    GRADIENTS,
+    PROBABILITIES,
+    SCALARS,
+    SEEDS,
+    FedKSeed,
+    candidate_seeds,
+    direction,
+    replay,
+    seed_probabilities,
+)
 from mira.checkpoint import load_checkpoint
 from mira.cli import main
 from mira.client import ClientUpdate, build_workspace

@@ -2,13 +2,20 @@
 
 import pytest
 import torch
-
 from flwr.app import ConfigRecord, RecordDict
 
 from mira.config import load_config
 from mira.flower.config_message import config_record, read_config
-from mira.flower.transport import (adapter_record, adapters_record, message_content, message_sizes, read_adapter,
-                                   read_adapters, read_message, record_bytes)
+from mira.flower.transport import (
+    adapter_record,
+    adapters_record,
+    message_content,
+    message_sizes,
+    read_adapter,
+    read_adapters,
+    read_message,
+    record_bytes,
+)
 from mira.lora import AdapterLayout
 
 LAYOUT = AdapterLayout(names=("layer.lora_A.weight", "layer.lora_B.weight"), shapes=((2, 3), (3, 2)))

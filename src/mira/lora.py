@@ -9,7 +9,6 @@ dict (keys without the adapter name, as `get_peft_model_state_dict` writes them)
 from __future__ import annotations
 
 import json
-
 from dataclasses import dataclass
 from pathlib import Path
 

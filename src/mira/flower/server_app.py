@@ -23,8 +23,7 @@ from ..data import ClientData
 from ..lora import AdapterLayout
 from ..rounds import RunResult, check_run_dir, run_federation, traffic
 from .config_message import CONFIG, METRICS, config_record
-from .transport import (ALL_ADAPTERS, adapter_record, adapters_record, message_content,
-                        message_sizes, read_message)
+from .transport import ALL_ADAPTERS, adapter_record, adapters_record, message_content, message_sizes, read_message
 
 log = logging.getLogger(__name__)
 app = ServerApp()
