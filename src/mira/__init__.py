@@ -11,7 +11,8 @@ _EXPORTS = {name: "algorithms" for name in ("ALGORITHMS", "Algorithm", "Ditto", 
                                             "FedProx", "FedSALoRA", "FFALoRA", "Local", "Mira", "build_algorithm",
                                             "laplacian_step")}
 _EXPORTS |= {"Config": "config", "ConfigError": "config", "load_config": "config", "family_graph": "graph",
-             "laplacian": "graph", "uniform_graph": "graph", "validate_graph": "graph", "epsilon": "privacy"}
+             "laplacian": "graph", "uniform_graph": "graph", "validate_graph": "graph", "epsilon": "privacy",
+             "run": "api", "Run": "api", "client_data": "api", "Callback": "callbacks", "ClientData": "data"}
 __all__ = sorted(_EXPORTS)
 
 

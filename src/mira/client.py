@@ -22,7 +22,7 @@ from .data.encode import Encoded, batch_schedule, collate, encode
 from .evaluate import losses_on, response_loss, response_tokens
 from .generation import generation_scores
 from .lora import AdapterSlot
-from .model import attach_adapter, load_base_model
+from .model import attach_adapter, load_base_model, prepare_base_model
 from .privacy import noise_generator, privatize
 from .train import train_local
 
@@ -40,10 +40,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(cfg: Config) -> tuple[torch.nn.Module, object, AdapterSlot]:
-    """The base model with the fresh adapter its algorithm trains (seeded by cfg.seed), its tokenizer
-    and adapter slot."""
-    model, tokenizer = load_base_model(cfg.model)
+def build_model(cfg: Config, base: tuple | None = None) -> tuple[torch.nn.Module, object, AdapterSlot]:
+    """The base model (cfg.model, or `base`: an already loaded causal LM and its tokenizer, which get the
+    adapter attached in place) with the fresh adapter its algorithm trains (seeded by cfg.seed), its
+    tokenizer and adapter slot."""
+    model, tokenizer = (load_base_model(cfg.model) if base is None
+                        else prepare_base_model(*base, checkpointing=cfg.model.gradient_checkpointing))
     model = attach_adapter(model, cfg.model, cfg.seed, adapter_kind(cfg))
     if cfg.model.quantization == "none":  # a quantised model is placed on the GPU as it loads
         model = model.to(resolve_device(cfg.device))
@@ -97,12 +99,12 @@ def encode_client(cfg: Config, tokenizer, client: ClientData) -> tuple[list[Enco
 
 
 def build_workspace(cfg: Config, clients: list[ClientData] | None = None, ids: list[int] | None = None,
-                    encoder=encode_client) -> ClientWorkspace:
-    """Load the base model, attach the adapter its algorithm trains, encode the clients' data (with
-    `encoder`, same signature as `encode_client`): `clients` (federation-wide indices `ids`) or, by
-    default, every client cfg.data makes (indices 0..K-1)."""
+                    encoder=encode_client, base: tuple | None = None) -> ClientWorkspace:
+    """Load the base model (or take `base`, see `build_model`), attach the adapter its algorithm trains,
+    encode the clients' data (with `encoder`, same signature as `encode_client`): `clients`
+    (federation-wide indices `ids`) or, by default, every client cfg.data makes (indices 0..K-1)."""
     clients = load_clients(cfg.data, cfg.seed) if clients is None else clients
-    model, tokenizer, slot = build_model(cfg)
+    model, tokenizer, slot = build_model(cfg, base)
     train_sets, val_sets, test_sets = (list(sets) for sets in zip(*(encoder(cfg, tokenizer, c) for c in clients)))
     return ClientWorkspace(cfg=cfg, model=model, tokenizer=tokenizer, slot=slot, clients=clients, train_sets=train_sets,
                            val_sets=val_sets, test_sets=test_sets, initial_theta=slot.get(),

@@ -47,10 +47,16 @@ def load_base_model(cfg: ModelConfig):
         model, tokenizer = _load_gguf(path)
     else:
         model, tokenizer = _from_pretrained(name, cfg.quantization)
+    return prepare_base_model(model, tokenizer, cfg.gradient_checkpointing)
+
+
+def prepare_base_model(model, tokenizer, checkpointing: bool = False):
+    """A causal LM and its tokenizer made ready to carry adapters: a pad token (EOS where it has none),
+    weights frozen, eval mode, and activation checkpointing where asked (model.gradient_checkpointing)."""
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.requires_grad_(False)
-    if cfg.gradient_checkpointing:  # transformers >= 5.x names it activation checkpointing
+    if checkpointing:  # transformers >= 5 names it activation checkpointing
         if hasattr(model, "activation_checkpointing_enable"):
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:

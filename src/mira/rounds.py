@@ -14,13 +14,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
-from typing import Protocol
+from typing import Protocol, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from .algorithms import ADAPTER, Algorithm, Message
 from .algorithms.base import screen_replies
+from .callbacks import Callback
 from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .client import ClientEvaluation, ClientUpdate
 from .config import Config, FederationConfig, save_config
@@ -247,7 +248,8 @@ def check_run_dir(cfg: Config, overwrite: bool, resume: bool) -> None:
 
 def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout, initial_theta: torch.Tensor,
                    algorithm: Algorithm, backend: Backend, progress: bool = True, resume: bool = False,
-                   tuning: bool = False, on_evaluation=None, initial_evaluation: dict | None = None) -> RunResult:
+                   tuning: bool = False, on_evaluation=None, initial_evaluation: dict | None = None,
+                   callbacks: Sequence[Callback] = ()) -> RunResult:
     """The round loop: sampling, training through `backend`, screening and the server rule,
     evaluation and per-client model selection, metrics, checkpoints and final adapters.
 
@@ -255,6 +257,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
     evaluation `on_evaluation(round, record)` is called (tuning reports to its pruner there).
     `initial_evaluation`: the round-0 evaluation of another run from the same initial adapter and
     data (`mira compare` evaluates round 0 once per seed), used instead of evaluating again.
+    `callbacks`: `Callback`s called after each round, evaluation and checkpoint.
     """
     run_dir, fcfg = cfg.run_dir, cfg.federation
     names = [c.name for c in clients]
@@ -296,6 +299,9 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         history = [record]
         if on_evaluation is not None:
             on_evaluation(0, record)
+        for callback in callbacks:
+            callback.on_evaluation(0, record)
+            callback.on_round_end(record)
     else:
         expected = (len(names), layout.numel)
         if tuple(checkpoint.thetas.shape) != expected:
@@ -345,17 +351,23 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
             history.append(record)
             if evaluated and on_evaluation is not None:
                 on_evaluation(round_, record)
+            for callback in callbacks:
+                if evaluated:
+                    callback.on_evaluation(round_, record)
+                callback.on_round_end(record)
             if cfg.checkpoint_every and (round_ % cfg.checkpoint_every == 0 or last):
                 save_checkpoint(run_dir, Checkpoint(round_, thetas, optimizer_states, algorithm.state_dict(),
                                                     selection.state_dict(),
                                                     {key: torch.tensor(norms) for key, norms in norm_history.items()}))
-        _save_adapters(run_dir, clients, thetas, layout, selection)
+                for callback in callbacks:
+                    callback.on_checkpoint(run_dir, round_)
+        save_adapters(run_dir, clients, thetas, layout, selection)
     finally:
         tracker.close()
     return RunResult(run_dir, thetas, history, clients, selection)
 
 
-def _save_adapters(run_dir: Path, clients: list[ClientData], thetas: torch.Tensor, layout: AdapterLayout,
+def save_adapters(run_dir: Path, clients: list[ClientData], thetas: torch.Tensor, layout: AdapterLayout,
                    selection: Selection) -> None:
     """The final (and selected) adapters, written whole or not at all: a run is finished once ADAPTERS exists."""
     partial = run_dir / f"{ADAPTERS}.partial"

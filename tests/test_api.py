@@ -1,0 +1,82 @@
+"""The Python API: a federation run from code with clients passed in, nothing left on disk, and its
+results as a DataFrame, a summary, adapters and a model that generates."""
+
+import os
+
+import pytest
+import torch
+
+import mira
+from mira.model import tiny_model
+
+TINY = {"model": {"name": "tiny-random"}, "device": "cpu", "seed": 3,
+        "federation": {"rounds": 2, "sample_fraction": 1.0, "lam": 0.4},
+        "train": {"local_steps": 2, "batch_size": 4, "lr": 0.05},
+        "eval": {"eval_every": 1, "generate_per_client": 1, "max_new_tokens": 3, "global_loss_clients": 2}}
+
+
+def _records(op: str, n: int):
+    return [{"prompt": f"{i} {op} {i + 1}", "response": str(eval(f"{i} {op} {i + 1}"))} for i in range(n)]
+
+
+CLIENTS = {"adder": {"train": _records("+", 12), "val": _records("+", 14)[12:], "test": _records("+", 16)[14:]},
+           "multiplier": {"train": _records("*", 12), "test": _records("*", 15)[12:], "family": "arithmetic"}}
+
+
+class Recorder(mira.Callback):
+    def __init__(self):
+        self.rounds, self.evaluated, self.checkpoints = [], [], []
+
+    def on_round_end(self, record):
+        self.rounds.append(record["round"])
+
+    def on_evaluation(self, round_, record):
+        self.evaluated.append((round_, record["mean_local_loss"]))
+
+    def on_checkpoint(self, run_dir, round_):
+        self.checkpoints.append(round_)
+        assert (run_dir / "checkpoint.safetensors").is_file()
+
+
+def test_a_run_from_python_with_own_clients_and_nothing_on_disk(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = set(os.listdir(tmp_path))
+    recorder = Recorder()
+    run = mira.run(TINY, clients=CLIENTS, callbacks=[recorder])
+    assert run.run_dir is None and set(os.listdir(tmp_path)) == before
+    assert recorder.rounds == [0, 1, 2] and [r for r, _ in recorder.evaluated] == [0, 1, 2]
+    assert recorder.checkpoints == [1, 2]
+
+    history = run.history
+    assert len(history) == 3 * 2 and list(history["client"][:2]) == ["adder", "multiplier"]
+    assert {"round", "client", "family", "sampled", "local_loss", "val_loss", "rouge_l", "bytes_up"} <= set(history)
+    final = history[history["round"] == 2].set_index("client")
+    assert final.loc["adder", "local_loss"] == pytest.approx(run.records[-1]["local_loss"]["adder"])
+    assert final.loc["multiplier", "family"] == "arithmetic" and final["sampled"].all()
+    assert "adder" in run.summary() and "mean" in run.summary()
+
+    adapter = run.adapter("adder")
+    assert all(".lora_A." in k or ".lora_B." in k for k in adapter)
+    model = run.model("adder")
+    ids = run.tokenizer("1 + 2", return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=3, do_sample=False)
+    assert out.shape[1] == ids["input_ids"].shape[1] + 3
+    assert not torch.equal(run.adapter("adder")["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"],
+                           run.adapter("multiplier")["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"])
+
+
+def test_a_loaded_model_an_out_dir_and_save(tmp_path):
+    model, tokenizer = tiny_model(seed=5)
+    run = mira.run(mira.load_config(None, ["model.name=tiny-random", "federation.rounds=1", "data.train_per_client=8",
+                                           "data.test_per_client=4", "train.local_steps=1", "eval.generate_per_client=0",
+                                           "device=cpu", "name=given"]),
+                   model=(model, tokenizer), out_dir=tmp_path / "runs")
+    assert run.run_dir == tmp_path / "runs" / "given" and (run.run_dir / "adapters").is_dir()
+    assert run.model(0).base_model.model is model  # the model passed in carries the adapters
+    saved = run.save(tmp_path / "copy")
+    from mira.export import RunModel
+
+    reloaded = RunModel(saved)
+    assert torch.equal(reloaded.adapter(1), run.thetas[1])
+    with pytest.raises(mira.ConfigError, match="clients: x.train record 0"):
+        mira.run(TINY, clients={"x": {"train": [{"prompt": 1}], "test": []}})
