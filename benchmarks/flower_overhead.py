@@ -46,7 +46,7 @@ from types import SimpleNamespace
 start = time.perf_counter()
 import flwr.clientapp, flwr.app  # flwr-clientapp has imported these before it loads the app
 flwr_done = time.perf_counter()
-import mira.flower.client_app as app
+import mira.flower.clientapp as app
 imported = time.perf_counter()
 import torch, transformers, peft  # what a training message needs: imported with the app or on first use
 libraries = time.perf_counter()

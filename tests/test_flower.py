@@ -154,7 +154,7 @@ def test_a_killed_supernode_is_skipped_and_the_others_are_unaffected(tmp_path):
 def test_a_node_with_its_own_data_must_hold_exactly_one_client():
     from types import SimpleNamespace
 
-    from mira.flower.client_app import _node_client
+    from mira.flower.clientapp import _node_client
     from mira.flower.config_message import CONFIG, config_record
 
     cfg = load_config(None, ["model.name=tiny-random", "data.source=natural_instructions", f"data.path='{NI}'"])
@@ -170,3 +170,21 @@ def test_a_node_with_its_own_data_must_hold_exactly_one_client():
     _, _, client, k, num_clients = _node_client(msg, node(**{"client-data": str(NI / "task002_currency.json"),
                                                                "num-partitions": 3}))
     assert client.name == "task002_currency" and k == 1 and num_clients == 3
+
+
+def test_run_simulation_from_python_with_the_factories(tmp_path):
+    """flwr.simulation.run_simulation driven from Python: the same adapters as the simulator."""
+    pytest.importorskip("ray", reason="Flower's Simulation Engine needs Ray: pip install -e '.[simulation]'")
+    import warnings
+
+    from flwr.simulation import run_simulation
+
+    import mira.flower
+
+    overrides = flower_overrides("python") + "; federation.rounds=1; eval.generate_per_client=0; flower.round_timeout=600"
+    cfg = load_config(None, overrides.split("; ") + [f"out_dir='{tmp_path / 'flower'}'"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        run_simulation(server_app=mira.flower.server_app(cfg), client_app=mira.flower.client_app(), num_supernodes=3,
+                       backend_config={"client_resources": {"num_cpus": 1}, "init_args": {"num_cpus": 2}})
+    assert assert_same_as_simulator(tmp_path, cfg.run_dir, overrides, "") == json.loads(TASKS)

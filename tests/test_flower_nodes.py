@@ -6,10 +6,10 @@ from types import SimpleNamespace
 import pytest
 from flwr.common.constant import ErrorCode
 
-import mira.flower.server_app as server_app
+import mira.flower.serverapp as server_app
 from mira.config import load_config
 from mira.flower.config_message import CONFIG, METRICS
-from mira.flower.server_app import FlowerBackend
+from mira.flower.serverapp import FlowerBackend
 
 
 class FakeGrid:

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from mira import node_cache
 from mira.client import build_model, encode_client
 from mira.data import load_clients
-from mira.flower import client_app
+from mira.flower import clientapp as client_app
 from mira.flower.config_message import CONFIG, config_record
 
 
@@ -135,7 +135,7 @@ def test_the_query_message_reads_the_client_without_transformers_or_peft(tiny_co
 import sys
 from types import SimpleNamespace
 from flwr.app import ConfigRecord
-import mira.flower.client_app as app
+import mira.flower.clientapp as app
 msg = SimpleNamespace(content={{"{CONFIG}": ConfigRecord({{"mira-config": {text!r}}})}})
 _, _, client, k, count = app._node_client(msg, SimpleNamespace(node_config={{"partition-id": 1}}))
 print(client.name, k, count, "transformers" in sys.modules, "peft" in sys.modules)

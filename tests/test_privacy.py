@@ -89,7 +89,7 @@ def test_flower_releases_the_simulators_noised_adapters(tmp_path):
     import json
 
     from mira.flower.loopback import Loopback
-    from mira.flower.server_app import run_on_grid
+    from mira.flower.serverapp import run_on_grid
     from tests.test_flower import ROOT, assert_same_as_simulator, flower_overrides, records
 
     out = tmp_path / "flower"
