@@ -1,0 +1,64 @@
+"""MkDocs hooks: before each build, generate the pages that come from the code and the benchmarks, so
+that none of them is copied by hand: the option reference (from the configuration's field docstrings)
+and the results pages (each benchmark's own report under benchmarks/results/<name>/)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATED = ROOT / "docs" / "results" / "generated"
+OPTIONS = ROOT / "docs" / "reference" / "options.md"
+REPORTS = ("README.md", "results.md", "trials.md", "by_times_sampled.md", "per_seed.md")
+
+
+def option_reference() -> str:
+    from mira.config import _sections, choices
+
+    lines = ["# Options", "", "Every setting of a run, by TOML table, with its default; set them in a config file "
+             "(`mira run -c FILE`) or with `--set table.key=value`. Generated from the documentation of each field "
+             "in `src/mira/config.py`; `mira config` prints a run's resolved values.", ""]
+    for prefix, cls in _sections():
+        fields = {name: f for name, f in cls.model_fields.items()
+                  if not (isinstance(f.annotation, type) and hasattr(f.annotation, "model_fields"))}
+        if not fields:
+            continue
+        lines += [f"## [{prefix.rstrip('.')}]" if prefix else "## top level", "", "| key | default | meaning |",
+                  "|---|---|---|"]
+        for name, f in fields.items():
+            allowed = choices(prefix + name)
+            doc = " ".join((f.description or "").split()).replace("|", "\\|")
+            if allowed:
+                doc += " One of: " + ", ".join(f"`{a}`" for a in sorted(allowed)) + "."
+            default = repr(f.get_default(call_default_factory=True)).replace("|", "\\|")
+            lines.append(f"| `{prefix}{name}` | `{default}` | {doc} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def results_pages() -> list[str]:
+    """Copy every benchmark's report (and its plots) into docs/results/generated/<name>/; the names."""
+    shutil.rmtree(GENERATED, ignore_errors=True)
+    names = []
+    for folder in sorted(p for p in (ROOT / "benchmarks" / "results").iterdir() if p.is_dir()):
+        reports = [folder / r for r in REPORTS if (folder / r).is_file()]
+        if not reports:
+            continue
+        (GENERATED / folder.name).mkdir(parents=True)
+        for path in reports + sorted(folder.glob("*.png")):
+            shutil.copy(path, GENERATED / folder.name / path.name)
+        names.append(folder.name)
+    lines = ["# All benchmark results", "", "Each benchmark script writes its own report into "
+             "`benchmarks/results/<name>/`; they are shown here as written (re-render a comparison's with "
+             "`mira report benchmarks/results/<name>/runs`).", ""]
+    for name in names:
+        pages = [r for r in REPORTS if (GENERATED / name / r).is_file()]
+        lines.append(f"- **{name}**: " + ", ".join(f"[{r.removesuffix('.md')}]({name}/{r})" for r in pages))
+    (GENERATED / "index.md").write_text("\n".join(lines) + "\n")
+    return names
+
+
+def on_pre_build(config) -> None:
+    OPTIONS.write_text(option_reference())
+    results_pages()
