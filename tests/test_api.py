@@ -80,3 +80,21 @@ def test_a_loaded_model_an_out_dir_and_save(tmp_path):
     assert torch.equal(reloaded.adapter(1), run.thetas[1])
     with pytest.raises(mira.ConfigError, match="clients: x.train record 0"):
         mira.run(TINY, clients={"x": {"train": [{"prompt": 1}], "test": []}})
+
+
+def test_the_cli_reports_bad_input_in_one_line_and_lets_bugs_raise(monkeypatch, capsys, tmp_path):
+    import mira.simulation
+    from mira.cli import main
+
+    args = ["run", "--set", "model.name=tiny-random", "--set", f"out_dir='{tmp_path}'", "--no-progress"]
+
+    def bug(*_, **__):
+        raise ValueError("an internal bug")
+    monkeypatch.setattr(mira.simulation, "run", bug)
+    with pytest.raises(ValueError, match="an internal bug"):
+        main(args)
+
+    def bad_input(*_, **__):
+        raise mira.MiraError("data.path: no such file")
+    monkeypatch.setattr(mira.simulation, "run", bad_input)
+    assert main(args) == 2 and capsys.readouterr().err == "mira: error: data.path: no such file\n"

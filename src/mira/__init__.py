@@ -12,7 +12,8 @@ _EXPORTS = {name: "algorithms" for name in ("ALGORITHMS", "Algorithm", "Ditto", 
                                             "laplacian_step")}
 _EXPORTS |= {"Config": "config", "ConfigError": "config", "load_config": "config", "family_graph": "graph",
              "laplacian": "graph", "uniform_graph": "graph", "validate_graph": "graph", "epsilon": "privacy",
-             "run": "api", "Run": "api", "client_data": "api", "Callback": "callbacks", "ClientData": "data"}
+             "run": "api", "Run": "api", "client_data": "api", "Callback": "callbacks", "ClientData": "data",
+             "MiraError": "errors"}
 __all__ = sorted(_EXPORTS)
 
 

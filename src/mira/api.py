@@ -20,6 +20,7 @@ import torch
 from .callbacks import Callback
 from .config import Config, ConfigError, from_dict, load_config, save_config
 from .data import ClientData, Example
+from .errors import MiraError
 from .results import MetricsWriter, summary_table, write_clients
 
 
@@ -108,7 +109,7 @@ class Run:
 
     def _theta(self, client, selected: bool) -> torch.Tensor:
         if selected and self.selected_thetas is None:
-            raise ValueError("no selected adapters: the run had no validation data (data.val_per_client = 0)")
+            raise MiraError("no selected adapters: the run had no validation data (data.val_per_client = 0)")
         return (self.selected_thetas if selected else self.thetas)[self._index(client)]
 
     def adapter(self, client: str | int, selected: bool = False) -> dict[str, torch.Tensor]:

@@ -20,6 +20,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .errors import MiraError
+
 CHECKPOINT = "checkpoint.safetensors"
 
 
@@ -109,4 +111,4 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
                           part("screen."))
     except (SafetensorError, KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError) as exc:
         reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise ValueError(f"{path}: not a readable mira checkpoint ({reason})") from None
+        raise MiraError(f"{path}: not a readable mira checkpoint ({reason})") from None

@@ -10,6 +10,7 @@ from pathlib import Path
 import tomli_w
 
 from .config import ConfigError, choices, describe_options, load_config, resume_config, to_dict
+from .errors import MiraError
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         from .simulation import run
 
         result = run(cfg, overwrite=args.overwrite, progress=not args.no_progress, resume=bool(args.resume))
-    except (ValueError, OSError) as exc:  # ConfigError, GraphError, DataError; missing or existing files
+    except (MiraError, OSError) as exc:  # bad input (ConfigError, DataError, GraphError, ...); missing or existing files
         print(f"mira: error: {exc}", file=sys.stderr)
         return 2
     print(summary_table(result.history, result.clients))

@@ -19,6 +19,7 @@ from .algorithms import Message, adapter_kind, algorithm_class
 from .config import Config, ConfigError
 from .data import ClientData, load_clients
 from .data.encode import Encoded, batch_schedule, collate, encode
+from .errors import MiraError
 from .evaluate import losses_on, response_loss, response_tokens
 from .generation import generation_scores
 from .lora import AdapterSlot
@@ -36,7 +37,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device = 'cuda' but no CUDA device is available; use device = 'auto' or 'cpu'")
+        raise MiraError("device = 'cuda' but no CUDA device is available; use device = 'auto' or 'cpu'")
     return torch.device(name)
 
 

@@ -10,8 +10,10 @@ from typing import Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import MiraError
 
-class ConfigError(ValueError):
+
+class ConfigError(MiraError):
     """A configuration value, key or file is invalid; the message says which and why."""
 
 

@@ -12,6 +12,7 @@ from .checkpoint import load_checkpoint
 from .client import build_model
 from .config import Config, load_config
 from .data.encode import format_prompt
+from .errors import MiraError
 from .generation import greedy
 from .lora import load_adapter
 from .results import ADAPTERS, ARCHIVED, CLIENTS_JSON, SELECTED
@@ -39,7 +40,7 @@ class RunModel:
             return names.index(client)
         if client.isdigit() and int(client) < len(names):
             return int(client)
-        raise ValueError(f"no client {client!r} in {self.run_dir}; clients: {', '.join(names)}")
+        raise MiraError(f"no client {client!r} in {self.run_dir}; clients: {', '.join(names)}")
 
     def adapter(self, k: int, selected: bool = False) -> torch.Tensor:
         """Client k's final adapter (or, with `selected`, the one of its lowest validation loss), or

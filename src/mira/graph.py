@@ -9,9 +9,10 @@ from pathlib import Path
 import torch
 
 from .config import GraphConfig
+from .errors import MiraError
 
 
-class GraphError(ValueError):
+class GraphError(MiraError):
     """The task graph is invalid; the message names the source and the problem."""
 
 

@@ -14,6 +14,7 @@ from peft import LoraConfig, PeftModel, PromptEncoderConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerFast
 
 from .config import ModelConfig
+from .errors import MiraError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def load_base_model(cfg: ModelConfig):
     """Return (model, tokenizer) for `cfg.name`, in float32, in eval mode, weights frozen."""
     name = cfg.name
     if cfg.quantization != "none" and (name == TINY or name.endswith(".gguf")):
-        raise ValueError(f"model.quantization = '{cfg.quantization}' needs a hub id, a model directory or the "
+        raise MiraError(f"model.quantization = '{cfg.quantization}' needs a hub id, a model directory or the "
                          f"embedded model, not {name!r}")
     if name == TINY:
         model, tokenizer = tiny_model()
@@ -70,7 +71,7 @@ def quantization_config(bits: str):
     from transformers import BitsAndBytesConfig
 
     if not torch.cuda.is_available():
-        raise ValueError(f"model.quantization = '{bits}' needs a CUDA GPU (bitsandbytes); use 'none' here")
+        raise MiraError(f"model.quantization = '{bits}' needs a CUDA GPU (bitsandbytes); use 'none' here")
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ModuleNotFoundError(f"model.quantization = '{bits}' needs bitsandbytes: pip install bitsandbytes")
     if bits == "8bit":
@@ -166,7 +167,7 @@ def attach_adapter(model, cfg: ModelConfig, seed: int, kind: str = "lora") -> Pe
         try:
             return get_peft_model(model, config).eval()
         except ValueError as exc:
-            raise ValueError(f"model.target_modules {cfg.target_modules}: {exc}") from None
+            raise MiraError(f"model.target_modules {cfg.target_modules}: {exc}") from None
 
 
 def virtual_tokens(model) -> int:

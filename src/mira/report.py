@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import flatten
+from .errors import MiraError
 from .results import CLIENTS_JSON, COMPARISON_JSON, is_finished, label, read_history
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def seeds_all_finished(comparison_dir: Path, seeds_by_variant: dict[str, set[int
     """The seeds every variant finished; ValueError when there is none."""
     seeds = set.intersection(*seeds_by_variant.values())
     if not seeds:
-        raise ValueError(f"{comparison_dir}: no seed is finished for every variant "
+        raise MiraError(f"{comparison_dir}: no seed is finished for every variant "
                          f"({ {v: sorted(s) for v, s in seeds_by_variant.items()} }); finish the comparison first")
     return seeds
 
@@ -117,7 +118,7 @@ def load_comparison(comparison_dir: Path) -> tuple[list[VariantRuns], list[dict]
         seeds = set(asked["seeds"])
         unfinished = [v for v in asked["variants"] if v not in groups or not seeds <= set(groups[v].seeds)]
         if unfinished:
-            raise ValueError(f"{comparison_dir}: {', '.join(unfinished)} not finished for seeds {sorted(seeds)}; "
+            raise MiraError(f"{comparison_dir}: {', '.join(unfinished)} not finished for seeds {sorted(seeds)}; "
                              "finish the comparison (mira compare again) before reporting")
         extra = [v for v in groups if v not in asked["variants"]]
         for v in extra:

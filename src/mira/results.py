@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .checkpoint import atomic_write_text
 from .data import ClientData
+from .errors import MiraError
 
 METRICS_JSONL = "metrics.jsonl"
 CLIENTS_JSON = "clients.json"
@@ -44,7 +45,7 @@ def archive_run(run_dir: Path, target: Path) -> None:
     as archived: enough for `mira report` and for `mira compare` to count the run as done, where the
     run folder itself is gone (a benchmark keeps these beside its tables)."""
     if not is_finished(run_dir):
-        raise ValueError(f"{run_dir}: the run has not finished; only finished runs are archived")
+        raise MiraError(f"{run_dir}: the run has not finished; only finished runs are archived")
     target.mkdir(parents=True, exist_ok=True)
     for name in RECORD:
         if (run_dir / name).is_file():

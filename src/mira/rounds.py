@@ -26,6 +26,7 @@ from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint, remove_stale_te
 from .client import ClientEvaluation, ClientUpdate
 from .config import Config, FederationConfig, save_config
 from .data import ClientData
+from .errors import MiraError
 from .lora import AdapterLayout, save_adapter
 from .privacy import Accountant, releases_so_far
 from .results import ADAPTERS, SELECTED, MetricsWriter, read_history, write_clients
@@ -269,7 +270,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
     if resume and (run_dir / CHECKPOINT).is_file():
         checkpoint = load_checkpoint(run_dir)
     elif resume and (run_dir / ADAPTERS).is_dir():
-        raise ValueError(f"{run_dir}: this run finished without a checkpoint (checkpoint_every = 0), so it cannot "
+        raise MiraError(f"{run_dir}: this run finished without a checkpoint (checkpoint_every = 0), so it cannot "
                          "be resumed or extended; its results are kept. Start a new run (another name) instead")
     elif resume:
         log.warning("%s: no checkpoint yet (the run stopped before its first round ended); starting it again",
@@ -305,7 +306,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
     else:
         expected = (len(names), layout.numel)
         if tuple(checkpoint.thetas.shape) != expected:
-            raise ValueError(f"{run_dir}: the checkpoint holds adapters of shape {tuple(checkpoint.thetas.shape)}, "
+            raise MiraError(f"{run_dir}: the checkpoint holds adapters of shape {tuple(checkpoint.thetas.shape)}, "
                              f"this configuration makes {expected}")
         start, thetas, optimizer_states = checkpoint.round + 1, checkpoint.thetas, checkpoint.optimizer_states
         norm_history = {key: norms.tolist() for key, norms in checkpoint.screening.items()}
@@ -314,7 +315,7 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         history = read_history(run_dir, up_to_round=checkpoint.round)
         accountant = Accountant(cfg.privacy, backend.train_sizes, releases_so_far(history, names))
         if not history or history[-1]["round"] != checkpoint.round:
-            raise ValueError(f"{run_dir}: the checkpoint is of round {checkpoint.round}, but metrics.jsonl records "
+            raise MiraError(f"{run_dir}: the checkpoint is of round {checkpoint.round}, but metrics.jsonl records "
                              f"rounds up to {history[-1]['round'] if history else 'none'}; the run folder is inconsistent")
         writer = MetricsWriter(run_dir, clients, history)
         tracker = RunTracker(run_dir, start, fcfg.rounds, cfg.train.local_steps)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import DataConfig
+from ..errors import MiraError
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class Example:
     """Every acceptable answer, for generation metrics (the response is the training target)."""
 
 
-class DataError(ValueError):
+class DataError(MiraError):
     """Input data is malformed; the message names file, line or instance, field and expectation."""
 
 

@@ -15,6 +15,7 @@ from flwr.clientapp import ClientApp
 from .. import node_cache
 from ..config import Config
 from ..data import ClientData, load_clients
+from ..errors import MiraError
 from .config_message import CONFIG, METRICS, read_config
 
 app = ClientApp()
@@ -35,12 +36,12 @@ def _node_client(msg: Message, context: Context) -> tuple[tuple, Config, ClientD
     text, cfg = read_config(msg.content[CONFIG])
     node = context.node_config
     if "partition-id" not in node:
-        raise ValueError("node config has no 'partition-id': start the SuperNode with "
+        raise MiraError("node config has no 'partition-id': start the SuperNode with "
                          "--node-config \"partition-id=K num-partitions=N\"")
     partition = int(node["partition-id"])
     data_path, own = str(node.get("data-path", "")), str(node.get("client-data", ""))
     if data_path and own:
-        raise ValueError("node config has both data-path (a copy of the whole dataset) and client-data "
+        raise MiraError("node config has both data-path (a copy of the whole dataset) and client-data "
                          "(this node's own data); give one")
     key = (text, partition, data_path, own)
     if ("data", key) not in _loaded:
@@ -58,21 +59,21 @@ def _node_client(msg: Message, context: Context) -> tuple[tuple, Config, ClientD
 def _shared_copy(cfg: Config, partition: int, node) -> tuple[ClientData, int]:
     clients = load_clients(cfg.data, cfg.seed)
     if not 0 <= partition < len(clients):
-        raise ValueError(f"partition-id {partition}: the data make {len(clients)} clients (0..{len(clients) - 1})")
+        raise MiraError(f"partition-id {partition}: the data make {len(clients)} clients (0..{len(clients) - 1})")
     if "num-partitions" in node and int(node["num-partitions"]) != len(clients):
-        raise ValueError(f"node config num-partitions = {node['num-partitions']}, "
+        raise MiraError(f"node config num-partitions = {node['num-partitions']}, "
                          f"but the data make {len(clients)} clients")
     return clients[partition], len(clients)
 
 
 def _own_client(cfg: Config, partition: int, node) -> tuple[ClientData, int]:
     if "num-partitions" not in node:
-        raise ValueError("node config has client-data but no 'num-partitions' (the number of clients in the federation)")
+        raise MiraError("node config has client-data but no 'num-partitions' (the number of clients in the federation)")
     if not 0 <= partition < int(node["num-partitions"]):
-        raise ValueError(f"partition-id {partition} is outside 0..{int(node['num-partitions']) - 1}")
+        raise MiraError(f"partition-id {partition} is outside 0..{int(node['num-partitions']) - 1}")
     clients = load_clients(cfg.data, cfg.seed)
     if len(clients) != 1:
-        raise ValueError(f"client-data {cfg.data.path}: the data make {len(clients)} clients "
+        raise MiraError(f"client-data {cfg.data.path}: the data make {len(clients)} clients "
                          f"({', '.join(c.name for c in clients)}) with data.partition = '{cfg.data.partition}'; "
                          "a node's own data must make exactly one")
     return clients[0], int(node["num-partitions"])

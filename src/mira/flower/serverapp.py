@@ -20,6 +20,7 @@ from ..algorithms import ADAPTER, algorithm_class, build_algorithm
 from ..client import ClientEvaluation, ClientUpdate, build_model
 from ..config import Config, ConfigError, load_config
 from ..data import ClientData
+from ..errors import MiraError
 from ..lora import AdapterLayout
 from ..rounds import RunResult, check_run_dir, run_federation, traffic
 from .config_message import CONFIG, METRICS, config_record
@@ -75,14 +76,14 @@ class FlowerBackend:
             new = [n for n in self.grid.get_node_ids() if n not in self.nodes.values()]
             for node, partition, count, name, family, train in self._query(new, max(1.0, deadline - time.monotonic())):
                 if expected is not None and count != expected:
-                    raise ValueError(f"nodes disagree on the number of clients ({expected} and {count}); "
+                    raise MiraError(f"nodes disagree on the number of clients ({expected} and {count}); "
                                      "check num-partitions and the data on every SuperNode")
                 expected = count
                 if partition in found and found[partition][0] != name:
-                    raise ValueError(f"two nodes hold partition-id {partition} ({found[partition][0]} and {name}); "
+                    raise MiraError(f"two nodes hold partition-id {partition} ({found[partition][0]} and {name}); "
                                      "give every SuperNode its own")
                 if any(n == name and p != partition for p, (n, _, _) in found.items()):
-                    raise ValueError(f"two nodes hold client {name!r}; each client's data must be on one node only")
+                    raise MiraError(f"two nodes hold client {name!r}; each client's data must be on one node only")
                 if partition in found:
                     log.warning("client %s: node %s replaces node %s (restarted)", name, node, self.nodes[partition])
                 self.nodes[partition] = node
