@@ -14,6 +14,7 @@ from mira.checkpoint import CHECKPOINT, load_checkpoint
 from mira.cli import main
 from mira.client import build_workspace
 from mira.config import ConfigError, load_config, resume_config
+from mira.errors import MiraError
 from mira.export import RunModel
 from mira.simulation import evaluate, run
 
@@ -93,7 +94,10 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(tiny_config):
     assert not list(cfg.run_dir.glob(".*.tmp*"))
     assert load_checkpoint(cfg.run_dir).round == 1
     (cfg.run_dir / CHECKPOINT).unlink()
-    result = run(cfg, progress=False, resume=True)  # --resume without a checkpoint starts again too
+    with pytest.raises(MiraError, match="finished without a checkpoint"):  # a finished run is kept, not redone
+        run(cfg, progress=False, resume=True)
+    shutil.rmtree(cfg.run_dir / "adapters")  # a run that never finished nor checkpointed
+    result = run(cfg, progress=False, resume=True)  # --resume without a checkpoint starts again
     assert [r["round"] for r in result.history] == [0, 1]
     with pytest.raises(FileExistsError, match="already holds a run"):
         run(cfg, progress=False)

@@ -247,6 +247,76 @@ def check_run_dir(cfg: Config, overwrite: bool, resume: bool) -> None:
                               f"or continue it with --resume {run_dir}")
 
 
+@dataclass
+class FederationState:
+    """What a run carries from one round to the next, and its checkpoint holds: the last round done (0
+    before any), every client's adapter, persistent optimiser states, the update norms that screening
+    compares against, the model selection, the records so far and the privacy accountant. A fresh run
+    and a resumed one differ only in how this is made."""
+
+    round: int
+    thetas: torch.Tensor
+    optimizer_states: dict[int, dict]
+    norm_history: dict[str, list[float]]
+    selection: Selection
+    history: list[dict]
+    accountant: Accountant
+
+    @classmethod
+    def fresh(cls, cfg: Config, initial_theta: torch.Tensor, num_clients: int, backend: Backend) -> FederationState:
+        thetas = initial_theta.expand(num_clients, -1).clone()
+        return cls(0, thetas, {}, {}, Selection.start(thetas), [], Accountant(cfg.privacy, backend.train_sizes))
+
+    @classmethod
+    def resumed(cls, cfg: Config, names: list[str], layout: AdapterLayout, backend: Backend,
+                algorithm: Algorithm) -> FederationState:
+        """The state of the checkpoint in cfg.run_dir (the algorithm's own state is loaded into it)."""
+        run_dir, checkpoint = cfg.run_dir, load_checkpoint(cfg.run_dir)
+        expected = (len(names), layout.numel)
+        if tuple(checkpoint.thetas.shape) != expected:
+            raise MiraError(f"{run_dir}: the checkpoint holds adapters of shape {tuple(checkpoint.thetas.shape)}, "
+                            f"this configuration makes {expected}")
+        history = read_history(run_dir, up_to_round=checkpoint.round)
+        if not history or history[-1]["round"] != checkpoint.round:
+            raise MiraError(f"{run_dir}: the checkpoint is of round {checkpoint.round}, but metrics.jsonl records "
+                            f"rounds up to {history[-1]['round'] if history else 'none'}; the run folder is inconsistent")
+        algorithm.load_state_dict(checkpoint.server_state)
+        return cls(checkpoint.round, checkpoint.thetas, checkpoint.optimizer_states,
+                   {key: norms.tolist() for key, norms in checkpoint.screening.items()},
+                   Selection.from_state_dict(checkpoint.selection, checkpoint.thetas), history,
+                   Accountant(cfg.privacy, backend.train_sizes, releases_so_far(history, names)))
+
+    def checkpoint(self, algorithm: Algorithm) -> Checkpoint:
+        return Checkpoint(self.round, self.thetas, self.optimizer_states, algorithm.state_dict(),
+                          self.selection.state_dict(), {key: torch.tensor(n) for key, n in self.norm_history.items()})
+
+
+def _starting_state(cfg: Config, clients: list[ClientData], layout: AdapterLayout, initial_theta: torch.Tensor,
+                    algorithm: Algorithm, backend: Backend, resume: bool) -> FederationState:
+    """The checkpoint's state when resuming one; else a fresh state in a run folder cleared of any earlier
+    run's state (`check_run_dir` refused to clear a finished one unless asked to)."""
+    run_dir = cfg.run_dir
+    if run_dir.is_dir():
+        remove_stale_temporaries(run_dir)
+    if resume and (run_dir / CHECKPOINT).is_file():
+        state = FederationState.resumed(cfg, [c.name for c in clients], layout, backend, algorithm)
+        log.info("resuming %s after round %d", run_dir, state.round)
+        return state
+    if resume and (run_dir / ADAPTERS).is_dir():
+        raise MiraError(f"{run_dir}: this run finished without a checkpoint (checkpoint_every = 0), so it cannot "
+                        "be resumed or extended; its results are kept. Start a new run (another name) instead")
+    if resume:
+        log.warning("%s: no checkpoint yet (the run stopped before its first round ended); starting it again",
+                    run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CHECKPOINT).unlink(missing_ok=True)  # an overwritten run's state must not be resumed
+    shutil.rmtree(run_dir / ADAPTERS, ignore_errors=True)
+    shutil.rmtree(run_dir / TENSORBOARD, ignore_errors=True)
+    write_clients(run_dir, clients)
+    algorithm.start(initial_theta)
+    return FederationState.fresh(cfg, initial_theta, len(clients), backend)
+
+
 def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout, initial_theta: torch.Tensor,
                    algorithm: Algorithm, backend: Backend, progress: bool = True, resume: bool = False,
                    tuning: bool = False, on_evaluation=None, initial_evaluation: dict | None = None,
@@ -254,118 +324,82 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
     """The round loop: sampling, training through `backend`, screening and the server rule,
     evaluation and per-client model selection, metrics, checkpoints and final adapters.
 
-    With `tuning` only validation losses are evaluated: the test sets are never read. After every
-    evaluation `on_evaluation(round, record)` is called (tuning reports to its pruner there).
-    `initial_evaluation`: the round-0 evaluation of another run from the same initial adapter and
-    data (`mira compare` evaluates round 0 once per seed), used instead of evaluating again.
-    `callbacks`: `Callback`s called after each round, evaluation and checkpoint.
+    With `resume`, the run continues from its checkpoint. With `tuning` only validation losses are
+    evaluated: the test sets are never read. After every evaluation `on_evaluation(round, record)` is
+    called (tuning reports to its pruner there). `initial_evaluation`: the round-0 evaluation of
+    another run from the same initial adapter and data (`mira compare` evaluates round 0 once per
+    seed), used instead of evaluating again. `callbacks`: `Callback`s called after each round,
+    evaluation and checkpoint.
     """
-    run_dir, fcfg = cfg.run_dir, cfg.federation
-    names = [c.name for c in clients]
-    test = not tuning
+    run_dir, fcfg, names, test = cfg.run_dir, cfg.federation, [c.name for c in clients], not tuning
+    state = _starting_state(cfg, clients, layout, initial_theta, algorithm, backend, resume)
+    save_config(cfg, run_dir / "config.toml")
+    writer = MetricsWriter(run_dir, clients, state.history)
+    tracker = RunTracker(run_dir, state.round + 1 if state.history else 0, fcfg.rounds, cfg.train.local_steps)
     evaluate = Evaluator(backend, cfg, names)
-    if run_dir.is_dir():
-        remove_stale_temporaries(run_dir)
-    checkpoint = None
-    if resume and (run_dir / CHECKPOINT).is_file():
-        checkpoint = load_checkpoint(run_dir)
-    elif resume and (run_dir / ADAPTERS).is_dir():
-        raise MiraError(f"{run_dir}: this run finished without a checkpoint (checkpoint_every = 0), so it cannot "
-                         "be resumed or extended; its results are kept. Start a new run (another name) instead")
-    elif resume:
-        log.warning("%s: no checkpoint yet (the run stopped before its first round ended); starting it again",
-                    run_dir)
-    if checkpoint is None:
-        start, optimizer_states, norm_history = 1, {}, {}
-        accountant = Accountant(cfg.privacy, backend.train_sizes)
-        thetas = initial_theta.expand(len(names), -1).clone()
-        algorithm.start(initial_theta)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CHECKPOINT).unlink(missing_ok=True)  # an overwritten run's state must not be resumed
-        shutil.rmtree(run_dir / ADAPTERS, ignore_errors=True)
-        shutil.rmtree(run_dir / TENSORBOARD, ignore_errors=True)
-        save_config(cfg, run_dir / "config.toml")
-        write_clients(run_dir, clients)
-        writer = MetricsWriter(run_dir, clients)
-        tracker = RunTracker(run_dir, 0, fcfg.rounds, cfg.train.local_steps)
-        selection = Selection.start(thetas)
+
+    def evaluation(record: dict, full: bool) -> dict:
+        """The round's evaluation added to `record`, the selection updated, the time it took noted."""
         begin = time.perf_counter()
-        record = {"round": 0, "sampled": []} | (initial_evaluation if initial_evaluation is not None
-                                                 else evaluate(thetas, full=test, test=test))
-        if initial_evaluation is None:
-            record |= {"eval_seconds": time.perf_counter() - begin, "wall_seconds": time.perf_counter() - begin}
-        _select(selection, record, names, thetas)
+        record |= evaluate(state.thetas, full=full and test, test=test)
+        _select(state.selection, record, names, state.thetas)
+        if full and test and record["round"] > 0 and state.selection.active:
+            selected = evaluate(state.selection.thetas, full=True)  # only where a selected adapter is not final
+            record["selected"] = state.selection.summary(names) | {
+                key: value for key, value in selected.items() if key.removeprefix("mean_") in EVALUATED}
+        return record | {"eval_seconds": time.perf_counter() - begin}
+
+    def close(record: dict, evaluated: bool) -> None:
+        """Write the round's record, tell the tracker and the callbacks, checkpoint where due."""
         writer.write(record)
         tracker.end(record)
-        history = [record]
-        if on_evaluation is not None:
-            on_evaluation(0, record)
+        state.history.append(record)
+        if evaluated and on_evaluation is not None:
+            on_evaluation(record["round"], record)
         for callback in callbacks:
-            callback.on_evaluation(0, record)
+            if evaluated:
+                callback.on_evaluation(record["round"], record)
             callback.on_round_end(record)
-    else:
-        expected = (len(names), layout.numel)
-        if tuple(checkpoint.thetas.shape) != expected:
-            raise MiraError(f"{run_dir}: the checkpoint holds adapters of shape {tuple(checkpoint.thetas.shape)}, "
-                             f"this configuration makes {expected}")
-        start, thetas, optimizer_states = checkpoint.round + 1, checkpoint.thetas, checkpoint.optimizer_states
-        norm_history = {key: norms.tolist() for key, norms in checkpoint.screening.items()}
-        algorithm.load_state_dict(checkpoint.server_state)
-        selection = Selection.from_state_dict(checkpoint.selection, thetas)
-        history = read_history(run_dir, up_to_round=checkpoint.round)
-        accountant = Accountant(cfg.privacy, backend.train_sizes, releases_so_far(history, names))
-        if not history or history[-1]["round"] != checkpoint.round:
-            raise MiraError(f"{run_dir}: the checkpoint is of round {checkpoint.round}, but metrics.jsonl records "
-                             f"rounds up to {history[-1]['round'] if history else 'none'}; the run folder is inconsistent")
-        writer = MetricsWriter(run_dir, clients, history)
-        tracker = RunTracker(run_dir, start, fcfg.rounds, cfg.train.local_steps)
-        save_config(cfg, run_dir / "config.toml")
-        log.info("resuming %s after round %d", run_dir, checkpoint.round)
+        last = record["round"] == fcfg.rounds
+        if record["round"] > 0 and cfg.checkpoint_every and (record["round"] % cfg.checkpoint_every == 0 or last):
+            save_checkpoint(run_dir, state.checkpoint(algorithm))
+            for callback in callbacks:
+                callback.on_checkpoint(run_dir, record["round"])
 
     try:
-        rounds = tqdm(range(start, fcfg.rounds + 1), desc=f"{fcfg.algorithm} rounds", disable=not progress,
-                      initial=start - 1, total=fcfg.rounds)
+        if not state.history:  # round 0: the initial adapters evaluated (or another run's evaluation of them)
+            record = {"round": 0, "sampled": []}
+            if initial_evaluation is None:
+                record = evaluation(record, full=True)
+                record["wall_seconds"] = record["eval_seconds"]
+            else:
+                record |= initial_evaluation
+                _select(state.selection, record, names, state.thetas)
+            close(record, evaluated=True)
+        rounds = tqdm(range(state.round + 1, fcfg.rounds + 1), desc=f"{fcfg.algorithm} rounds", disable=not progress,
+                      initial=state.round, total=fcfg.rounds)
         for round_ in rounds:
             tracker.start(round_)
             begin = time.perf_counter()
-            thetas, record = federated_round(cfg, algorithm, backend, thetas, round_, names, optimizer_states, progress,
-                                             tracker.local_step, norm_history, accountant)
+            state.thetas, record = federated_round(cfg, algorithm, backend, state.thetas, round_, names,
+                                                   state.optimizer_states, progress, tracker.local_step,
+                                                   state.norm_history, state.accountant)
+            state.round = round_
             last = round_ == fcfg.rounds
             evaluated = round_ % cfg.eval.eval_every == 0 or last
             if evaluated:
-                evaluating = time.perf_counter()
-                record |= evaluate(thetas, full=last and test, test=test)
-                _select(selection, record, names, thetas)
+                record = evaluation(record, full=last)
                 key = "mean_local_loss" if test else "mean_val_loss"
                 if key in record:
                     rounds.set_postfix({key.removeprefix("mean_"): f"{record[key]:.3f}"})
                     log.info("round %d/%d: %s %.4f", round_, fcfg.rounds, key.removeprefix("mean_").replace("_", " "),
                              record[key])
-                if last and test and selection.active:
-                    selected = evaluate(selection.thetas, full=True)  # only where a selected adapter is not final
-                    record["selected"] = selection.summary(names) | {
-                        key: value for key, value in selected.items() if key.removeprefix("mean_") in EVALUATED}
-                record["eval_seconds"] = time.perf_counter() - evaluating
             record["wall_seconds"] = time.perf_counter() - begin
-            writer.write(record)
-            tracker.end(record)
-            history.append(record)
-            if evaluated and on_evaluation is not None:
-                on_evaluation(round_, record)
-            for callback in callbacks:
-                if evaluated:
-                    callback.on_evaluation(round_, record)
-                callback.on_round_end(record)
-            if cfg.checkpoint_every and (round_ % cfg.checkpoint_every == 0 or last):
-                save_checkpoint(run_dir, Checkpoint(round_, thetas, optimizer_states, algorithm.state_dict(),
-                                                    selection.state_dict(),
-                                                    {key: torch.tensor(norms) for key, norms in norm_history.items()}))
-                for callback in callbacks:
-                    callback.on_checkpoint(run_dir, round_)
-        save_adapters(run_dir, clients, thetas, layout, selection)
+            close(record, evaluated)
+        save_adapters(run_dir, clients, state.thetas, layout, state.selection)
     finally:
         tracker.close()
-    return RunResult(run_dir, thetas, history, clients, selection)
+    return RunResult(run_dir, state.thetas, state.history, clients, state.selection)
 
 
 def save_adapters(run_dir: Path, clients: list[ClientData], thetas: torch.Tensor, layout: AdapterLayout,
