@@ -174,3 +174,13 @@ def test_a_paper_preset_command_publishes_every_variant_over_the_seeds_all_finis
     (out / "fedkseed-s2" / ADAPTERS).mkdir(parents=True)
     with pytest.raises(SystemExit, match="no seed is finished for every variant"):
         report_everything_recorded(out, published)
+
+
+def test_crossover_is_the_round_from_which_a_curve_stays_below():
+    from mira.report import crossover
+
+    rounds = [0, 5, 10, 15, 20]
+    assert crossover(rounds, [3.0, 2.5, 2.0, 1.8, 1.7], [3.0, 2.2, 2.1, 1.9, 1.9]) == 10
+    assert crossover(rounds, [3.0, 2.0, 2.5, 1.8, 1.7], [3.0, 2.2, 2.1, 1.9, 1.9]) == 15  # dipped below, came back
+    assert crossover(rounds, [3.0, 2.5, 2.0, 1.8, 2.0], [3.0, 2.2, 2.1, 1.9, 1.9]) is None  # above at the end
+    assert crossover(rounds, [2.9, 2.0, 1.9, 1.8, 1.7], [3.0, 2.2, 2.1, 1.9, 1.9]) == 0

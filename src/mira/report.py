@@ -261,7 +261,17 @@ def write_report(comparison_dir: str | Path) -> list[Path]:
               "| round | " + " | ".join(v.label for v in variants) + " |", "|---|" + "---|" * len(variants)]
     for i, round_ in enumerate(curves[0][0]):
         lines.append(f"| {round_} | " + " | ".join(f"{mean[i]:.3f} ± {std[i]:.3f}" for _, mean, std in curves) + " |")
-    lines += ["", "Plots: `local_loss_per_client.png`, `final_local_loss.png`"
+    families = sorted({c["family"] for c in clients})
+    if 1 < len(families) < len(clients):
+        lines += ["", "Final local test loss by client family (mean over the family's clients, then over seeds; "
+                  "clients won in brackets).", "", "| family | clients | " + " | ".join(v.label for v in variants) + " |",
+                  "|---|---|" + "---|" * len(variants)]
+        for family in families:
+            members = [c["name"] for c in clients if c["family"] == family]
+            cells = [f"{statistics.fmean(statistics.fmean(final_local[v.label][n]) for n in members):.3f} "
+                     f"({sum(winners[n] == v.label for n in members)})" for v in variants]
+            lines.append(f"| {family} | {len(members)} | " + " | ".join(cells) + " |")
+    lines += ["", "Plots: `mean_local_loss.png`, `local_loss_per_client.png`, `final_local_loss.png`"
               + (", `global_loss.png`" if has["global_loss"] else "") + "."]
     (comparison_dir / "results.md").write_text("\n".join(lines) + "\n")
     return [comparison_dir / "results.md", comparison_dir / "results.csv",
@@ -314,6 +324,21 @@ def plot(out: Path, variants: list[VariantRuns], clients: list[dict], final_loca
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     paths.append(out / "final_local_loss.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for v in variants:
+        x, mean, std = v.curve("local_loss")
+        ax.plot(x, mean, marker="o", markersize=3, label=v.label)
+        ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
+    ax.set_xlabel("round")
+    ax.set_ylabel("mean local test loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("Mean local test loss over clients (± std over seeds)")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(out / "mean_local_loss.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
