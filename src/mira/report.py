@@ -327,33 +327,25 @@ def plot(out: Path, variants: list[VariantRuns], clients: list[dict], final_loca
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for v in variants:
-        x, mean, std = v.curve("local_loss")
-        ax.plot(x, mean, marker="o", markersize=3, label=v.label)
-        ax.fill_between(x, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
-    ax.set_xlabel("round")
-    ax.set_ylabel("mean local test loss")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title("Mean local test loss over clients (± std over seeds)")
-    ax.legend()
-    fig.tight_layout()
-    paths.append(out / "mean_local_loss.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-
-    if with_global:
+    def mean_curves(key: str, ylabel: str, title: str, name: str) -> None:
+        """The mean of `key` over clients against the round, one line per variant, ± std over seeds."""
         fig, ax = plt.subplots(figsize=(6, 4))
         for v in variants:
-            x, mean, std = v.curve("global_loss")
-            ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=v.label)
+            x, mean, std = v.curve(key)
+            ax.errorbar(x, mean, yerr=std, marker="o", markersize=3, capsize=3, label=v.label)
         ax.set_xlabel("round")
-        ax.set_ylabel("mean global test loss")
+        ax.set_ylabel(ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title("Global loss (each client's model on all test sets)")
+        ax.set_title(title)
         ax.legend()
         fig.tight_layout()
-        paths.append(out / "global_loss.png")
+        paths.append(out / name)
         fig.savefig(paths[-1], dpi=110)
         plt.close(fig)
+
+    mean_curves("local_loss", "mean local test loss", "Mean local test loss over clients (± std over seeds)",
+                "mean_local_loss.png")
+    if with_global:
+        mean_curves("global_loss", "mean global test loss", "Global loss (each client's model on all test sets)",
+                    "global_loss.png")
     return paths
