@@ -5,7 +5,8 @@ Each method runs in a fresh process: it loads the base model and one client's da
 client's round once; the peak resident memory during the round above what the process held before it
 (sampled every 2 ms from /proc/self/statm) is the client's working memory for training (activations,
 gradients, optimiser state, the adapter), beside the base model's weights, which every method shares.
-Megabytes per round: what the client receives plus what it sends, as float32.
+Megabytes per round: what the client receives plus what it sends, as float32 (not its private state:
+Local sends nothing).
 
     python benchmarks/client_memory.py                                   # MIRA, FedIT, FedPTuning, Local
     python benchmarks/client_memory.py --set model.gradient_checkpointing=true
@@ -65,7 +66,8 @@ def one(algorithm: str, overrides: list[str]) -> dict:
     seconds = time.perf_counter() - begin
     running[0] = False
     sampler.join()
-    size = sum(t.numel() * 4 for t in sent.values()) + sum(t.numel() * 4 for t in update.reply.values())
+    size = sum(t.numel() * 4 for message in (sent, update.reply) for key, t in message.items()
+               if key not in algo.private)  # a client's private state is its own (Local sends nothing)
     return {"algorithm": algorithm, "base_mib": before / 2**20, "client_mib": (peak[0] - before) / 2**20,
             "traffic_mb": size / 1e6, "seconds": seconds}
 

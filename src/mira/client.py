@@ -190,8 +190,7 @@ def train_client(ws: ClientWorkspace, k: int, received: Message, round_: int, op
     with compute_precision(ws):
         reply = algorithm.client_step(trainer, received, ws.cfg)
     if ws.cfg.privacy.clip > 0:  # only the clipped, noised release leaves the client (no training loss either)
-        reply, _ = privatize(received, reply, algorithm.private, ws.cfg.privacy,
-                             noise_generator(ws.cfg.seed, k, round_))
+        reply = privatize(received, reply, algorithm.private, ws.cfg.privacy, noise_generator(ws.cfg.seed, k, round_))
         return ClientUpdate(k, reply, len(trainer.data), float("nan"), trainer.optimizer_state)
     return ClientUpdate(k, reply, len(trainer.data), trainer.mean_loss, trainer.optimizer_state)
 

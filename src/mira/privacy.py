@@ -32,10 +32,9 @@ def noise_generator(seed: int, client: int, round_: int) -> torch.Generator:
 
 
 def privatize(sent: dict[str, torch.Tensor], reply: dict[str, torch.Tensor], private: frozenset[str],
-              cfg: PrivacyConfig, generator: torch.Generator) -> tuple[dict[str, torch.Tensor], float]:
+              cfg: PrivacyConfig, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The reply a client releases: its released entries' update clipped to norm cfg.clip with
-    N(0, (σ·clip)²) noise added (private and integer entries unchanged); and the update's norm before
-    clipping."""
+    N(0, (σ·clip)²) noise added (private and integer entries unchanged)."""
     released = [key for key, value in reply.items() if key not in private and value.is_floating_point()]
     base = {key: sent[key] if key in sent and sent[key].shape == reply[key].shape else torch.zeros_like(reply[key])
             for key in released}
@@ -46,7 +45,7 @@ def privatize(sent: dict[str, torch.Tensor], reply: dict[str, torch.Tensor], pri
     for key in released:  # a fixed order: the noise of each entry is the same on every runner
         noise = torch.randn(updates[key].shape, generator=generator, dtype=torch.float32).to(updates[key].dtype)
         out[key] = base[key] + updates[key] * scale + noise * (cfg.noise_multiplier * cfg.clip)
-    return out, norm
+    return out
 
 
 @lru_cache(maxsize=4096)
