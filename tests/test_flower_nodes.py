@@ -31,7 +31,7 @@ class FakeGrid:
                 error = SimpleNamespace(code=held, reason=f"error {held}")
                 replies.append(SimpleNamespace(has_error=lambda: True, error=error, metadata=meta))
             else:
-                content = {METRICS: {"partition-id": held[0], "num-clients": self.num_clients},
+                content = {METRICS: {"partition-id": held[0], "num-clients": self.num_clients, "num-train": 8},
                            CONFIG: {"name": held[1], "family": "f"}}
                 replies.append(SimpleNamespace(has_error=lambda: False, content=content, metadata=meta))
         return replies
