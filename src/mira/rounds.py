@@ -202,11 +202,14 @@ class Evaluator:
         """(client, adapter, test): the client's evaluation of that adapter, without its column"""
         self.cells: dict[tuple[int, bytes], float] = {}
         """(client, adapter): the adapter's loss on the client's test set"""
+        self.failed: set[int] = set()
+        """The clients whose evaluation failed at the latest call (a node gone)"""
 
-    def __call__(self, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
+    def __call__(self, thetas: torch.Tensor, full: bool, test: bool = True, retry: bool = True) -> dict:
         """The round's evaluation metrics (see `summarise_evaluation`) of every client's adapter: validation
         and local test loss; with `full`, also the global loss (if eval.global_loss), ROUGE-L and exact
-        match; without `test`, validation only (the test sets are not read)."""
+        match; without `test`, validation only (the test sets are not read). Without `retry`, a client
+        whose evaluation failed at the latest call is not asked again (its node is gone)."""
         generate = full and test
         rows = global_loss_clients(self.cfg, len(thetas)) if generate else []
         digests = [adapter_digest(theta) for theta in thetas]
@@ -217,12 +220,15 @@ class Evaluator:
         for k, digest in enumerate(digests):
             known = self.done.get((k, digest, test))
             missing = [r for d, r in first.items() if (k, d) not in self.cells] if k in rows else []
+            if not retry and k in self.failed:
+                continue
             if known is None or (generate and known.scores is None) or missing:
                 asked.append(k)
                 if missing:
                     cross[k] = missing
         if asked:
             fresh = self.backend.evaluate(thetas, asked, generate, test, {k: thetas[r] for k, r in cross.items()})
+            self.failed = set(asked) - set(fresh)
             for k, evaluation in fresh.items():
                 self.done[(k, digests[k], test)] = dataclasses.replace(evaluation, column=None)
                 if evaluation.local_loss is not None:
@@ -232,7 +238,8 @@ class Evaluator:
         evaluations = {}
         for k, digest in enumerate(digests):
             if (known := self.done.get((k, digest, test))) is not None:
-                column = [self.cells[(k, digests[r])] for r in rows] if k in rows else None
+                cells = [self.cells.get((k, digests[r])) for r in rows] if k in rows else None
+                column = cells if cells is not None and None not in cells else None  # None: a client gone
                 evaluations[k] = dataclasses.replace(known, column=column, scores=known.scores if generate else None)
         return summarise_evaluation(self.names, evaluations, rows)
 
@@ -344,7 +351,8 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         record |= evaluate(state.thetas, full=full and test, test=test)
         _select(state.selection, record, names, state.thetas)
         if full and test and record["round"] > 0 and state.selection.active:
-            selected = evaluate(state.selection.thetas, full=True)  # only where a selected adapter is not final
+            # only where a selected adapter is not final, and not asking again a client that just failed
+            selected = evaluate(state.selection.thetas, full=True, retry=False)
             record["selected"] = state.selection.summary(names) | {
                 key: value for key, value in selected.items() if key.removeprefix("mean_") in EVALUATED}
         return record | {"eval_seconds": time.perf_counter() - begin}
