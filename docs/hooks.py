@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ROOT / "docs" / "results" / "generated"
 OPTIONS = ROOT / "docs" / "reference" / "options.md"
-REPORTS = ("README.md", "results.md", "trials.md", "by_times_sampled.md", "per_seed.md")
+REPORTS = ("README.md", "results.md", "trials.md", "by_times_sampled.md", "per_seed.md", "curves.md")
 
 
 def option_reference() -> str:
