@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_real import ROOT, SHARED, device_name, has_fast_bfloat16  # noqa: E402
-from mira.client import LocalTrainer, build_workspace, compute_precision  # noqa: E402
+from mira.client import build_workspace, compute_precision  # noqa: E402
 from mira.config import load_config  # noqa: E402
 from mira.data.encode import IGNORE, batch_schedule, collate  # noqa: E402
 from mira.evaluate import response_loss  # noqa: E402
@@ -78,8 +78,7 @@ def step_batches(ws, clients: list[int], grouped: bool) -> list[dict[str, torch.
 
 def measure(ws, batches, full_loss: bool) -> dict:
     """Seconds per training step (median), FLOPs of one step, and the token counts of `batches`."""
-    trainer = LocalTrainer(ws, 0, 1, None)
-    ws.slot.set(trainer.initial_theta)
+    ws.slot.set(ws.initial_theta)
     model = ws.model
     params = list(ws.slot.params)
     optimizer = torch.optim.AdamW(params, lr=1e-4)

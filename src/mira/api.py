@@ -24,7 +24,8 @@ from .errors import MiraError
 from .results import MetricsWriter, summary_table, write_clients
 
 
-def _config(config: Config | Mapping | str | Path | None) -> Config:
+def as_config(config: Config | Mapping | str | Path | None) -> Config:
+    """A `Config` from a `Config` (copied), a dict of its tables, a TOML path, or None (the defaults)."""
     if config is None or isinstance(config, str | Path):
         return load_config(config)
     if isinstance(config, Config):
@@ -155,7 +156,7 @@ def run(config: Config | Mapping | str | Path | None = None, *, clients: Mapping
     from .client import build_workspace
     from .simulation import run as simulate
 
-    cfg = _config(config)
+    cfg = as_config(config)
     temporary = tempfile.TemporaryDirectory(prefix="mira-run-") if out_dir is None else None
     cfg.out_dir = temporary.name if temporary else str(out_dir)
     try:

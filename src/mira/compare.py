@@ -10,7 +10,7 @@ from pathlib import Path
 from .algorithms import adapter_kind
 from .checkpoint import atomic_write_text
 from .client import shared_workspace
-from .config import Config, ConfigError, from_dict, load_config, merge, save_config, to_dict
+from .config import Config, ConfigError, flatten, from_dict, load_config, merge, save_config, to_dict
 from .results import COMPARISON_JSON, is_finished, label, read_history
 from .rounds import evaluation_part
 from .simulation import run
@@ -87,25 +87,14 @@ RESTART = ".restart"
 """In a sub-run's folder: it is to be trained afresh (its settings changed), even where it has a checkpoint."""
 
 
-def differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """The dotted keys whose values differ between two nested settings dicts."""
-    out = []
-    for key in sorted(set(a) | set(b)):
-        x, y = a.get(key), b.get(key)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += differing_keys(x, y, f"{prefix}{key}.")
-        elif x != y:
-            out.append(f"{prefix}{key}")
-    return out
-
-
 def _check_settings(sub: Config, restart: bool) -> None:
     """A sub-run already started (or finished) is continued (or kept) only under the settings it was
     started with: otherwise refuse, naming what differs, or with `restart` mark it to be trained afresh."""
     saved = sub.run_dir / "config.toml"
     if not saved.is_file():
         return
-    changed = [key for key in differing_keys(to_dict(load_config(saved)), to_dict(sub)) if key != "out_dir"]
+    before, now = flatten(to_dict(load_config(saved))), flatten(to_dict(sub))
+    changed = sorted(key for key in before.keys() | now.keys() if key != "out_dir" and before.get(key) != now.get(key))
     if not changed:
         return
     if not restart:

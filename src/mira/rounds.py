@@ -326,17 +326,16 @@ def _starting_state(cfg: Config, clients: list[ClientData], layout: AdapterLayou
 
 def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout, initial_theta: torch.Tensor,
                    algorithm: Algorithm, backend: Backend, progress: bool = True, resume: bool = False,
-                   tuning: bool = False, on_evaluation=None, initial_evaluation: dict | None = None,
+                   tuning: bool = False, initial_evaluation: dict | None = None,
                    callbacks: Sequence[Callback] = ()) -> RunResult:
     """The round loop: sampling, training through `backend`, screening and the server rule,
     evaluation and per-client model selection, metrics, checkpoints and final adapters.
 
     With `resume`, the run continues from its checkpoint. With `tuning` only validation losses are
-    evaluated: the test sets are never read. After every evaluation `on_evaluation(round, record)` is
-    called (tuning reports to its pruner there). `initial_evaluation`: the round-0 evaluation of
+    evaluated: the test sets are never read. `initial_evaluation`: the round-0 evaluation of
     another run from the same initial adapter and data (`mira compare` evaluates round 0 once per
     seed), used instead of evaluating again. `callbacks`: `Callback`s called after each round,
-    evaluation and checkpoint.
+    evaluation and checkpoint (tuning reports to its pruner from one).
     """
     run_dir, fcfg, names, test = cfg.run_dir, cfg.federation, [c.name for c in clients], not tuning
     state = _starting_state(cfg, clients, layout, initial_theta, algorithm, backend, resume)
@@ -362,8 +361,6 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
         writer.write(record)
         tracker.end(record)
         state.history.append(record)
-        if evaluated and on_evaluation is not None:
-            on_evaluation(record["round"], record)
         for callback in callbacks:
             if evaluated:
                 callback.on_evaluation(record["round"], record)

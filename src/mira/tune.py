@@ -26,6 +26,7 @@ from pathlib import Path
 import tomli_w
 
 from .algorithms import ALGORITHMS, adapter_kind
+from .callbacks import Callback
 from .checkpoint import atomic_write_text
 from .client import shared_workspace
 from .compare import parse_variant, variant_config
@@ -143,17 +144,20 @@ def _objective(trial, cfg: Config, spec: str, seed: int, out: Path, ws, progress
     trial.set_user_attr("overrides", params)
     trial.set_user_attr("run_dir", str(sub.run_dir))
 
-    def report(round_: int, record: dict) -> None:
-        if OBJECTIVE in record:
-            trial.report(record[OBJECTIVE], round_)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after round {round_}")
+    class Pruning(Callback):
+        """Report every evaluation's objective to the trial; stop the run where the pruner says so."""
+
+        def on_evaluation(self, round_: int, record: dict) -> None:
+            if OBJECTIVE in record:
+                trial.report(record[OBJECTIVE], round_)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after round {round_}")
 
     resume = (sub.run_dir / "checkpoint.safetensors").is_file()
     log.info("tune: %s trial %d %s", label(spec), trial.number, json.dumps(params))
     try:
         result = run(sub, overwrite=True, progress=progress, ws=dataclasses.replace(ws, cfg=sub), resume=resume,
-                     tuning=True, on_evaluation=report, initial_evaluation=initial.get("record"))
+                     tuning=True, callbacks=[Pruning()], initial_evaluation=initial.get("record"))
     finally:
         first = read_history(sub.run_dir, up_to_round=0)
         if not resume and first and "record" not in initial:

@@ -22,10 +22,10 @@ def server_app(config, *, resume: bool = False, overwrite: bool = False):
     the grid it is given, writing the run directory of cfg.run_dir as `mira run` does."""
     from flwr.serverapp import ServerApp
 
-    from ..api import _config
+    from ..api import as_config
     from .serverapp import run_on_grid
 
-    cfg = _config(config)
+    cfg = as_config(config)
     app = ServerApp()
 
     @app.main()
