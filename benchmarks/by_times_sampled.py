@@ -14,7 +14,7 @@ import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from mira.report import load_comparison
+from mira.reporting import load_comparison
 
 
 def main() -> None:

@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from mira.checkpoint import atomic_write_text
-from mira.compare import compare
+from mira.comparison import compare
 from mira.config import load_config
-from mira.report import write_report
+from mira.reporting import Comparison
 from mira.results import archive_run, is_finished
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ DATASETS["ni"].append("data.tasks=" + repr(NI_TASKS).replace("'", '"'))
 # default existed (kept so that their commands still reproduce them).
 BUDGET = ["data.train_per_client=128", "data.test_per_client=16", "model.max_length=128", "federation.rounds=6",
           "federation.sample_fraction=0.5", "train.local_steps=5", "eval.eval_every=3",
-          "eval.generate_per_client=8", "data.val_per_client=0", "federation.neighbours=all"]
+          "eval.generate_per_client=8", "data.val_per_client=0", "mira.neighbours=all"]
 
 
 def has_fast_bfloat16() -> bool:
@@ -133,7 +133,7 @@ def publish(out: Path, name: str, overrides: list[str], script: str, argv: list[
     the command, `script` with `argv` (default: this process's arguments), and overrides); print the tables."""
     target = ROOT / "benchmarks" / "results" / name
     target.mkdir(parents=True, exist_ok=True)
-    for path in write_report(out) + [out / "config.toml"]:
+    for path in Comparison(out).write() + [out / "config.toml"]:
         shutil.copy(path, target / path.name)
     trained_on = {path.parent.name: f"{json.loads(path.read_text())['device']}, autocast "
                                     f"{load_config(path.parent / 'config.toml').model.autocast}"

@@ -33,7 +33,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in (int(s) for s in args.seeds.split(",")):
             base = load_config(None, [f"model.name='{args.model}'", f"out_dir='{tmp}'", f"seed={seed}",
-                                      "graph.kind=ground_truth", "federation.sample_fraction=0.5", "eval.eval_every=6",
+                                      "mira.graph.kind=ground_truth", "federation.sample_fraction=0.5", "eval.eval_every=6",
                                       "eval.generate_per_client=0", "train.local_steps=5", *args.overrides])
             ws = build_workspace(base)
             for lam in LAMBDAS:
@@ -41,7 +41,7 @@ def main() -> None:
                                           federation=dataclasses.replace(base.federation, lam=lam))
                 last = run(cfg, progress=False, ws=dataclasses.replace(ws, cfg=cfg)).history[-1]
                 results[lam].append((last["mean_local_loss"], last["mean_global_loss"]))
-    eta = base.federation.eta
+    eta = base.mira.eta
     print(f"model {args.model}, η = {eta}, seeds {args.seeds}, true family graph (normalised), "
           f"{base.federation.rounds} rounds x {base.train.local_steps} local steps, half the clients per round\n")
     print("| λ | η·λ | mean local loss | mean global loss |\n|---|---|---|---|")

@@ -31,9 +31,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_real import ROOT, compare_kept, has_fast_bfloat16, publish  # noqa: E402
 from mira.checkpoint import atomic_write_text  # noqa: E402
-from mira.compare import read_params  # noqa: E402
+from mira.comparison import read_params  # noqa: E402
 from mira.config import load_config  # noqa: E402
-from mira.report import finished_subruns, seeds_all_finished  # noqa: E402
+from mira.reporting import finished_subruns, seeds_all_finished  # noqa: E402
 from mira.results import COMPARISON_JSON, spec_of  # noqa: E402
 
 AUTOCAST = f"model.autocast='{'bfloat16' if has_fast_bfloat16() else 'none'}'"

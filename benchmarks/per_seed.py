@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mira.report import load_comparison
+from mira.reporting import load_comparison
 
 
 def main() -> None:

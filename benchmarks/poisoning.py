@@ -19,7 +19,7 @@ from pathlib import Path
 
 import mira.simulation as simulation
 from mira.client import build_workspace
-from mira.compare import variant_config
+from mira.comparison import variant_config
 from mira.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]

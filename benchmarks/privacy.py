@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_real import DATASETS, ROOT, compare_kept, device_name, publish  # noqa: E402
-from mira.compare import read_params  # noqa: E402
+from mira.comparison import read_params  # noqa: E402
 from mira.config import load_config  # noqa: E402
 from mira.privacy import epsilon  # noqa: E402
 from mira.results import read_history  # noqa: E402

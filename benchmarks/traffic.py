@@ -19,7 +19,7 @@ from compare_real import ROOT, device_name  # noqa: E402
 from mira.algorithms import ALGORITHMS  # noqa: E402
 from mira.client import shared_workspace  # noqa: E402
 from mira.config import load_config  # noqa: E402
-from mira.report import human_bytes  # noqa: E402
+from mira.reporting import human_bytes  # noqa: E402
 from mira.simulation import run  # noqa: E402
 
 

@@ -28,10 +28,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_real import DATASETS, ROOT, compare_kept, device_name  # noqa: E402
-from mira.compare import read_params  # noqa: E402
+from mira.comparison import read_params  # noqa: E402
 from mira.config import load_config  # noqa: E402
-from mira.report import write_report  # noqa: E402
-from mira.tune import BEST_PARAMS, STUDY_DB, tune, write_tables  # noqa: E402
+from mira.reporting import Comparison  # noqa: E402
+from mira.tuning import BEST_PARAMS, STUDY_DB, tune, write_tables  # noqa: E402
 
 ALGORITHMS = "mira@ground_truth,mira@learned,fedit,local,ditto,fedsa_lora"
 # Natural Instructions: 4 families x 2 tasks (the prototype's odd-man-out, SCAN and country pairs,
@@ -97,7 +97,7 @@ def main() -> None:
         if args.stage != "compare":
             report_dir = args.report_dir or target
             report_dir.mkdir(parents=True, exist_ok=True)
-            for path in write_report(out) + [out / "config.toml"]:
+            for path in Comparison(out).write() + [out / "config.toml"]:
                 shutil.copy(path, report_dir / path.name)
             print((report_dir / "results.md").read_text())
     log = target / "run.json"

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import verdict  # noqa: E402
 from compare_real import DATASETS, device_name  # noqa: E402
-from mira.algorithms.fedkseed import candidate_seeds, direction  # noqa: E402
+from mira.algorithms.fedkseed.algorithm import candidate_seeds, direction  # noqa: E402
 from mira.client import LocalTrainer, build_workspace  # noqa: E402
 from mira.config import load_config  # noqa: E402
 from mira.data.encode import collate  # noqa: E402

@@ -18,7 +18,8 @@ def option_reference() -> str:
 
     lines = ["# Options", "", "Every setting of a run, by TOML table, with its default; set them in a config file "
              "(`mira run -c FILE`) or with `--set table.key=value`. Generated from the documentation of each field "
-             "in `src/mira/config.py`; `mira config` prints a run's resolved values.", ""]
+             "in `src/mira/config.py` and, for each algorithm's own table, in its module; `mira config` prints a run's "
+             "resolved values.", ""]
     for prefix, cls in _sections():
         fields = {name: f for name, f in cls.model_fields.items()
                   if not (isinstance(f.annotation, type) and hasattr(f.annotation, "model_fields"))}

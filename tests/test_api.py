@@ -10,7 +10,7 @@ import mira
 from mira.model import tiny_model
 
 TINY = {"model": {"name": "tiny-random"}, "device": "cpu", "seed": 3,
-        "federation": {"rounds": 2, "sample_fraction": 1.0, "lam": 0.4},
+        "federation": {"rounds": 2, "sample_fraction": 1.0}, "mira": {"lam": 0.4},
         "train": {"local_steps": 2, "batch_size": 4, "lr": 0.05},
         "eval": {"eval_every": 1, "generate_per_client": 1, "max_new_tokens": 3, "global_loss_clients": 2}}
 
@@ -98,3 +98,44 @@ def test_the_cli_reports_bad_input_in_one_line_and_lets_bugs_raise(monkeypatch, 
         raise mira.MiraError("data.path: no such file")
     monkeypatch.setattr(mira.simulation, "run", bad_input)
     assert main(args) == 2 and capsys.readouterr().err == "mira: error: data.path: no such file\n"
+
+
+class MlflowLogger(mira.Callback):
+    """The docs' MLflow example (guide/python-api.md)."""
+
+    def __init__(self):
+        import mlflow
+        self.mlflow = mlflow
+        mlflow.start_run()
+
+    def on_evaluation(self, round_, record):
+        self.mlflow.log_metric("mean_local_loss", record["mean_local_loss"], step=round_)
+
+
+def test_an_mlflow_logger_is_a_few_lines(tmp_path):
+    mlflow = pytest.importorskip("mlflow", reason="mlflow is a test extra: pip install -e '.[test]'")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    logger = MlflowLogger()
+    run = mira.run(TINY, clients=CLIENTS, callbacks=[logger])
+    mlflow.end_run()
+    logged = mlflow.MlflowClient().get_metric_history(mlflow.last_active_run().info.run_id, "mean_local_loss")
+    evaluated = [r for r in run.records if "mean_local_loss" in r]
+    assert [m.step for m in logged] == [r["round"] for r in evaluated] == [0, 1, 2]
+    assert [m.value for m in logged] == pytest.approx([r["mean_local_loss"] for r in evaluated])
+
+
+def test_compare_tune_and_report_from_python(tmp_path):
+    config = {**TINY, "out_dir": str(tmp_path), "data": {"train_per_client": 8, "val_per_client": 4,
+                                                         "test_per_client": 4}}
+    tuning = mira.tune({**config, "name": "tune"}, ["mira", "fedit"], trials=2)
+    assert set(tuning.best_params) == {"mira", "fedit"} and len(tuning.studies["mira"].trials) == 2
+    assert set(tuning.best_params["mira"]["mira"]) == {"eta", "lam"}
+    comparison = mira.compare({**config, "name": "cmp"}, ["mira", "fedit"], seeds=[0], params=tuning.best_params)
+    assert comparison.path == tmp_path / "cmp" and (comparison.path / "results.md").is_file()
+    per_client = comparison.per_client()
+    assert list(per_client.columns) == ["mira", "fedit"] and len(per_client) == len(comparison.clients) == 9
+    final = comparison.final().set_index("variant")
+    assert per_client.mean().to_dict() == pytest.approx(final["mean_local_loss"].to_dict())
+    assert {p.name for p in comparison.plot(tmp_path)} >= {"mean_local_loss.png", "final_local_loss.png"}
+    again = mira.report(comparison.path)
+    assert again.finals.equals(comparison.finals)

@@ -113,7 +113,7 @@ def test_estimator_recovers_planted_families():
 def test_server_state_survives_resume(tiny_config):
     """Ditto's global adapter and a learned graph are in the checkpoint: 2 rounds + resume to 3
     equals 3 rounds straight."""
-    for i, overrides in enumerate((["federation.algorithm=ditto", "federation.mu=0.1"], ["graph.kind=learned"])):
+    for i, overrides in enumerate((["federation.algorithm=ditto", "ditto.mu=0.1"], ["mira.graph.kind=learned"])):
         straight = run(tiny_config(*overrides, "federation.rounds=3", f"name=straight{i}"), progress=False)
         run(tiny_config(*overrides, "federation.rounds=2", f"name=resumed{i}"), progress=False)
         resumed = run(tiny_config(*overrides, "federation.rounds=3", f"name=resumed{i}"), progress=False, resume=True)
@@ -136,9 +136,9 @@ def test_local_objectives(tiny_config):
     fedsa = step({"adapter": start, "lora_a": shared_a}, "federation.algorithm=fedsa_lora")
     assert torch.equal(fedsa["lora_a"], fedsa["adapter"][mask])  # trained from the shared A received
     assert not torch.equal(fedsa["lora_a"], start[mask]) and not torch.equal(fedsa["adapter"][~mask], start[~mask])
-    plain = step({"adapter": start}, "federation.algorithm=fedprox", "federation.mu=0")["adapter"]
-    pulled = step({"adapter": start}, "federation.algorithm=fedprox", "federation.mu=1e4")["adapter"]
+    plain = step({"adapter": start}, "federation.algorithm=fedprox", "fedprox.mu=0")["adapter"]
+    pulled = step({"adapter": start}, "federation.algorithm=fedprox", "fedprox.mu=1e4")["adapter"]
     assert (pulled - start).norm() < (plain - start).norm()
-    personal = step({"adapter": start + 1, "global": start}, "federation.algorithm=ditto", "federation.mu=1e4")
+    personal = step({"adapter": start + 1, "global": start}, "federation.algorithm=ditto", "ditto.mu=1e4")
     assert set(personal) == {"adapter", "global"} and not torch.equal(personal["global"], start)
     assert (personal["adapter"] - start).norm() < (start + 1 - start).norm()  # pulled towards the global adapter

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mira.cli import main
-from mira.compare import compare
+from mira.comparison import compare
 from mira.config import load_config
 from mira.export import RunModel
 from mira.results import archive_run
@@ -27,6 +27,12 @@ def _args(tmp_path, *extra):
     return out
 
 
+def _table_rows(markdown: str) -> list[list[str]]:
+    """Every Markdown table row of a report, as its stripped cells."""
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in markdown.splitlines()
+            if line.startswith("|")]
+
+
 def test_compare_runs_all_variants_and_reports(tmp_path, capsys):
     assert main(_args(tmp_path)) == 0
     out = tmp_path / "compare"
@@ -41,16 +47,17 @@ def test_compare_runs_all_variants_and_reports(tmp_path, capsys):
     assert sampled["mira"] == sampled["fedit"] == sampled["local"]
 
     md = (out / "results.md").read_text()
-    assert "| client | family | mira | mira+ground_truth | fedit | local |" in md
+    rows = _table_rows(md)
+    assert ["client", "family", "mira", "mira+ground_truth", "fedit", "local"] in rows
     assert "mean local loss" in md and "clients won" in md and "±" in md and "MB" in md
-    rows = list(csv.DictReader((out / "results.csv").open()))
-    assert len(rows) == 4 * 9 and {r["seeds"] for r in rows} == {"2"}
-    by_round = [line for line in md.splitlines() if line[:4] in ("| 0 ", "| 1 ", "| 2 ")]
-    assert [line.split(" | ")[0] for line in by_round] == ["| 0", "| 1", "| 2"]  # every evaluated round
-    final_means = [line for line in md.splitlines() if line.startswith("| mean local loss")][0].split(" | ")[1:]
-    assert by_round[-1].split(" | ")[1:] == final_means  # the last round is the final result
-    local_bytes = [line for line in md.splitlines() if line.startswith("| bytes sent + received")][0]
-    assert local_bytes.rstrip(" |").endswith("0.000 MB")  # local training communicates nothing
+    records = list(csv.DictReader((out / "results.csv").open()))
+    assert len(records) == 4 * 9 and {r["seeds"] for r in records} == {"2"}
+    by_round = [row for row in rows if row[0] in ("0", "1", "2")]
+    assert [row[0] for row in by_round] == ["0", "1", "2"]  # every evaluated round
+    final_means = next(row for row in rows if row[0] == "mean local loss")
+    assert by_round[-1][1:] == final_means[1:]  # the last round is the final result
+    local_bytes = next(row for row in rows if row[0] == "bytes sent + received, whole run")
+    assert local_bytes[-1] == "0.000 MB"  # local training communicates nothing
     for png in ["local_loss_per_client.png", "final_local_loss.png", "global_loss.png"]:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wrote" in capsys.readouterr().out
@@ -92,7 +99,7 @@ def test_compare_continues_and_report_errors(tmp_path, capsys, caplog):
     (out / "mira-s0").rename(out / "mira-s3")
     shutil.copytree(out / "local-s0", out / "local-s4")  # more seeds than asked: only the asked ones count
     assert main(["report", str(out)]) == 0
-    assert "| client | family | fedit | local | mira+ground_truth |" in (out / "results.md").read_text()
+    assert ["client", "family", "fedit", "local", "mira+ground_truth"] in _table_rows((out / "results.md").read_text())
     assert {r["seeds"] for r in csv.DictReader((out / "results.csv").open())} == {"1"}
     (out / "comparison.json").write_text(json.dumps({"variants": ["fedit", "local"], "seeds": [0, 1]}))
     assert main(["report", str(out)]) == 2
@@ -113,10 +120,10 @@ def test_compare_continues_and_report_errors(tmp_path, capsys, caplog):
         shutil.rmtree(out / run)
     (out / "mira-s3").rename(out / "mira-s0")
     shutil.copytree(out / "fedit-s0", out / "fedit-s1")
-    with caplog.at_level(logging.WARNING, logger="mira.report"):
+    with caplog.at_level(logging.WARNING, logger="mira.reporting"):
         assert main(["report", str(out)]) == 0
     assert "leaving out fedit's seeds [1]" in caplog.text
-    assert "| client | family | fedit | mira+ground_truth | mira |" in (out / "results.md").read_text()
+    assert ["client", "family", "fedit", "mira+ground_truth", "mira"] in _table_rows((out / "results.md").read_text())
     assert {r["seeds"] for r in csv.DictReader((out / "results.csv").open())} == {"1"}
 
 
@@ -125,7 +132,7 @@ def test_a_later_compare_takes_round_0_from_a_sibling_with_the_same_initial_stat
     the same seed, kind of adapter, model, data and evaluation settings."""
     cfg = load_config(None, [*TINY, f"out_dir='{tmp_path}'"])
     compare(cfg, ["fedit"], [0], progress=False)
-    with caplog.at_level(logging.INFO, logger="mira.compare"):
+    with caplog.at_level(logging.INFO, logger="mira.comparison"):
         compare(cfg, ["local", "fedptuning"], [0], progress=False)
         compare(load_config(None, [*TINY, f"out_dir='{tmp_path}'", "eval.max_new_tokens=3"]), ["mira"], [0],
                 progress=False)
@@ -177,7 +184,7 @@ def test_a_paper_preset_command_publishes_every_variant_over_the_seeds_all_finis
 
 
 def test_crossover_is_the_round_from_which_a_curve_stays_below():
-    from mira.report import crossover
+    from mira.reporting import crossover
 
     rounds = [0, 5, 10, 15, 20]
     assert crossover(rounds, [3.0, 2.5, 2.0, 1.8, 1.7], [3.0, 2.2, 2.1, 1.9, 1.9]) == 10

@@ -28,7 +28,7 @@ def test_override_parsing():
     (["model.autocast=fp16"], "model.autocast: expected one of .'bfloat16', 'none'., got 'fp16'"),
     (["train=1"], "'train' must be a table"),
     (["seed=true"], "seed: expected int, got True"),
-    (["graph.kind=file"], "graph.path: required"),
+    (["mira.graph.kind=file"], "mira.graph: path: required"),
     (["train.lr"], "expected key=value"),
     (["name='a/b'"], "plain directory name"),
 ])
@@ -48,7 +48,7 @@ def test_bad_file(tmp_path):
 def test_shipped_example_config_loads():
     from pathlib import Path
     cfg = load_config(Path(__file__).parents[1] / "configs" / "example.toml")
-    assert cfg.graph.kind == "ground_truth" and cfg.federation.algorithm == "mira"
+    assert cfg.mira.graph.kind == "ground_truth" and cfg.federation.algorithm == "mira"
 
 
 def test_assignment_is_validated_and_every_algorithm_is_exported():
@@ -66,3 +66,28 @@ def test_assignment_is_validated_and_every_algorithm_is_exported():
     cfg.train.lr = 1  # an int for a float is fine
     exported = [getattr(mira, name) for name in mira.__all__]
     assert all(any(cls is e for e in exported) for cls in [*ALGORITHMS.values(), mira.Algorithm])
+
+
+def test_keys_that_moved_to_an_algorithms_table_are_read_there_with_a_note(tmp_path):
+    old = tmp_path / "old.toml"
+    old.write_text('[federation]\nlam = 0.3\nmu = 0.2\nkseed_lr = 1e-4\n[model]\np_tuning_tokens = 7\n'
+                   '[graph]\nkind = "random"\ndensity = 0.25\n')
+    with pytest.warns(FutureWarning, match="'federation.lam' is now 'mira.lam'"):
+        cfg = load_config(old, ["federation.eta=0.25"])
+    assert (cfg.mira.lam, cfg.mira.eta, cfg.fedprox.mu, cfg.ditto.mu, cfg.fedkseed.lr, cfg.fedptuning.tokens,
+            cfg.mira.graph.kind, cfg.mira.graph.density) == (0.3, 0.25, 0.2, 0.2, 1e-4, 7, "random", 0.25)
+    with pytest.raises(ConfigError, match=r"federation.lam \(now mira.lam\) and mira.lam"):
+        load_config(old, ["mira.lam=0.5"])
+
+
+def test_every_committed_record_config_loads():
+    """Records made before the algorithms owned their settings load with the same values."""
+    import warnings
+    from pathlib import Path
+
+    records = sorted((Path(__file__).parents[1] / "benchmarks" / "results").rglob("config.toml"))
+    assert len(records) > 50
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        lams = {load_config(path).mira.lam for path in records}
+    assert 0.4004970397914422 in lams  # the tuned MIRA λ of the NI verdict's category graph

@@ -33,7 +33,7 @@ def test_tiny_run_lowers_local_loss_and_writes_results(tiny_config):
 
 
 def test_mira_with_lambda_zero_equals_local_end_to_end(tiny_config):
-    mira = run(tiny_config("name=m", "federation.lam=0"), progress=False)
+    mira = run(tiny_config("name=m", "mira.lam=0"), progress=False)
     local = run(tiny_config("name=l", "federation.algorithm=local"), progress=False)
     assert torch.equal(mira.thetas, local.thetas)
     assert mira.history[-1]["local_loss"] == local.history[-1]["local_loss"]
@@ -70,17 +70,17 @@ def test_cli_run_and_errors(tmp_path, capsys):
     assert "already holds a run" in capsys.readouterr().err
     assert main(["run", "--set", "train.bogus=1"]) == 2
     assert "unknown key 'train.bogus'" in capsys.readouterr().err
-    assert main(args + ["--set", "name=g", "--set", "graph.kind=file", "--set", f"graph.path='{tmp_path}/g.csv'"]) == 2
+    assert main(args + ["--set", "name=g", "--set", "mira.graph.kind=file", "--set", f"mira.graph.path='{tmp_path}/g.csv'"]) == 2
     assert "cannot read graph file" in capsys.readouterr().err
     (tmp_path / "g2.csv").write_text("0,1\n1,0\n")
     before = (tmp_path / "cli" / "metrics.jsonl").read_text()
-    assert main(args + ["--overwrite", "--set", "graph.kind=file", "--set", f"graph.path='{tmp_path}/g2.csv'"]) == 2
+    assert main(args + ["--overwrite", "--set", "mira.graph.kind=file", "--set", f"mira.graph.path='{tmp_path}/g2.csv'"]) == 2
     assert "graph is 2×2 but there are 9 clients" in capsys.readouterr().err
     assert (tmp_path / "cli" / "metrics.jsonl").read_text() == before  # nothing overwritten
 
 
 def test_config_command_prints_toml(capsys):
-    assert main(["config", "--set", "federation.lam=0.3"]) == 0
+    assert main(["config", "--set", "mira.lam=0.3"]) == 0
     assert tomllib.loads(capsys.readouterr().out)["federation"]["lam"] == 0.3
 
 
@@ -88,7 +88,7 @@ def test_cli_on_natural_instructions_fixtures_reports_rouge(tmp_path, capsys):
     fixtures = Path(__file__).parent / "fixtures"
     args = ["run", "--no-progress", "--set", "model.name=tiny-random", "--set", f"out_dir='{tmp_path}'",
             "--set", "data.source=natural_instructions", "--set", f"data.path='{fixtures / 'ni'}'",
-            "--set", "data.train_per_client=6", "--set", "data.test_per_client=3", "--set", "graph.kind=ground_truth",
+            "--set", "data.train_per_client=6", "--set", "data.test_per_client=3", "--set", "mira.graph.kind=ground_truth",
             "--set", "federation.rounds=1", "--set", "train.local_steps=1", "--set", "eval.max_new_tokens=4",
             "--set", "model.max_length=256"]
     assert main(args) == 0

@@ -93,7 +93,7 @@ def test_fedkseed_and_fedptuning_on_flower_equal_the_simulator(tmp_path):
     """FedKSeed's messages are seed scalars down and (int32 index, scalar) pairs up, and its stateless
     clients replay the scalars; FedPTuning's adapter is P-tuning's: both as in the simulator."""
     out = tmp_path / "flower"
-    runs = {"kseed": "federation.algorithm=fedkseed; federation.kseed_candidates=64; federation.kseed_lr=0.001",
+    runs = {"kseed": "federation.algorithm=fedkseed; fedkseed.candidates=64; fedkseed.lr=0.001",
             "ptuning": "federation.algorithm=fedptuning; federation.rounds=1"}
     with Loopback(tmp_path / "deployment", num_nodes=3) as federation:
         for name, algorithm in runs.items():

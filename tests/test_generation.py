@@ -1,10 +1,17 @@
 import pytest
+from peft import PromptEncoderConfig
 
 from mira.config import ModelConfig
 from mira.data import Example
 from mira.data.encode import encode
 from mira.generation import exact_match, generate, normalize, rouge_l
-from mira.model import attach_adapter, tiny_model
+from mira.model import attach_adapter, lora_config, tiny_model
+
+
+def adapter(kind):
+    if kind == "lora":
+        return lora_config(ModelConfig())
+    return PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, encoder_hidden_size=16)
 
 
 def test_scores():
@@ -18,7 +25,7 @@ def test_scores():
 @pytest.mark.parametrize("kind", ["lora", "p_tuning"])
 def test_generate_greedy_is_deterministic_and_batched(kind):
     model, tok = tiny_model()
-    model = attach_adapter(model, ModelConfig(p_tuning_tokens=4, p_tuning_hidden=16), seed=0, kind=kind)
+    model = attach_adapter(model, adapter(kind), seed=0)
     enc = [encode(Example(p, "x"), tok, 64, "plain") for p in ["a", "a longer prompt", "mid"]]
     one = generate(model, tok, enc, max_new_tokens=5, batch_size=1)
     three = generate(model, tok, enc, max_new_tokens=5, batch_size=3)
@@ -33,7 +40,7 @@ def test_generate_equals_greedy_decoding_by_whole_forward_passes(kind):
     import torch
 
     model, tok = tiny_model()
-    model = attach_adapter(model, ModelConfig(p_tuning_tokens=4, p_tuning_hidden=16), seed=0, kind=kind)
+    model = attach_adapter(model, adapter(kind), seed=0)
     enc = [encode(Example(p, "x"), tok, 64, "plain") for p in ["a longer prompt", "mid", "z"]]
     answers = generate(model, tok, enc, max_new_tokens=6, batch_size=3)
     for e, answer in zip(enc, answers):

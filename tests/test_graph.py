@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from mira.algorithms.mira import check_step
+from mira.algorithms.mira.algorithm import check_step
 from mira.graph import (
     GraphError,
     build_graph,
@@ -90,7 +90,7 @@ def test_random_graph_is_seeded_symmetric_and_within_its_range():
 
 
 def test_random_graph_kind_runs(tiny_config):
-    cfg = tiny_config("name=rnd", "graph.kind=random", "graph.density=0.5", "graph.weight_min=0.5", "federation.rounds=1")
+    cfg = tiny_config("name=rnd", "mira.graph.kind=random", "mira.graph.density=0.5", "mira.graph.weight_min=0.5", "federation.rounds=1")
     result = run(cfg, progress=False)
-    adjacency, _ = build_graph(cfg.graph, [c.family for c in result.clients], cfg.seed)
+    adjacency, _ = build_graph(cfg.mira.graph, [c.family for c in result.clients], cfg.seed)
     assert torch.equal(adjacency, adjacency.T) and adjacency.max() <= 1.0  # normalised to max degree 1

@@ -43,9 +43,9 @@ def test_adapter_files_are_byte_reproducible(tmp_path):
 
     from mira.config import ModelConfig
     from mira.lora import AdapterSlot, load_adapter, save_adapter
-    from mira.model import attach_adapter, tiny_model
+    from mira.model import attach_adapter, lora_config, tiny_model
 
-    slot = AdapterSlot(attach_adapter(tiny_model()[0], ModelConfig(name="tiny-random"), seed=0))
+    slot = AdapterSlot(attach_adapter(tiny_model()[0], lora_config(ModelConfig(name="tiny-random")), seed=0))
     theta = torch.randn(slot.layout.numel)
     meta = {"client": "ünïcode-client", "family": "f", "round": "3", "algorithm": "mira", "seed": "0"}
     files = set()
@@ -77,7 +77,7 @@ def test_a_second_tune_on_the_same_folder_is_refused(tmp_path):
     import fcntl
 
     from mira.config import ConfigError, load_config
-    from mira.tune import LOCK, tune
+    from mira.tuning import LOCK, tune
 
     cfg = load_config(None, [*TUNE, f"out_dir='{tmp_path}'", "name=study"])
     cfg.run_dir.mkdir(parents=True)
@@ -93,32 +93,32 @@ def test_a_second_tune_on_the_same_folder_is_refused(tmp_path):
 def test_mira_search_space_respects_the_graph_bound_and_a_failed_trial_does_not_end_the_study(tmp_path, monkeypatch):
     import optuna
 
-    import mira.tune
-    from mira.algorithms.mira import Mira
+    import mira.tuning
+    from mira.algorithms.mira import MiraSettings
     from mira.config import load_config
     from mira.data import load_clients
     from mira.graph import build_graph, max_degree
-    from mira.tune import tune
+    from mira.tuning import tune
 
-    cfg = load_config(None, [*TUNE, f"out_dir='{tmp_path}'", "graph.normalize=false", "graph.kind=uniform"])
+    cfg = load_config(None, [*TUNE, f"out_dir='{tmp_path}'", "mira.graph.normalize=false", "mira.graph.kind=uniform"])
     clients = load_clients(cfg.data, cfg.seed)
-    degree = max_degree(build_graph(cfg.graph, [c.family for c in clients], cfg.seed)[0])
+    degree = max_degree(build_graph(cfg.mira.graph, [c.family for c in clients], cfg.seed)[0])
     assert degree > 1  # an unnormalised uniform graph of 9 clients: degree 8
     study = optuna.create_study()
     for _ in range(20):
         trial = study.ask()
-        step = Mira.search_space(trial, cfg, clients)["federation"]["lam"]
+        step = MiraSettings.search_space(trial, cfg, clients)["mira"]["lam"]
         assert 0 <= step <= 1 / degree
         study.tell(trial, 1.0)
 
-    objective, calls = mira.tune._objective, []
+    objective, calls = mira.tuning._objective, []
 
     def first_fails(trial, *args, **kwargs):
         calls.append(trial.number)
         if trial.number == 0:
             raise FloatingPointError("diverged")
         return objective(trial, *args, **kwargs)
-    monkeypatch.setattr(mira.tune, "_objective", first_fails)
+    monkeypatch.setattr(mira.tuning, "_objective", first_fails)
     out = tune(cfg.model_copy(update={"name": "fails"}), ["local"], trials=3, progress=False)
     assert calls == [0, 1, 2]
     assert "| local | 0 | FAIL |" in (out / "trials.md").read_text()
@@ -127,7 +127,7 @@ def test_mira_search_space_respects_the_graph_bound_and_a_failed_trial_does_not_
 
 def test_bad_tune_and_params_inputs_name_what_is_wrong(tmp_path, capsys):
     from mira.cli import main
-    from mira.compare import read_params
+    from mira.comparison import read_params
     from mira.config import ConfigError
 
     for seed in ("-1", str(2**63)):

@@ -8,7 +8,7 @@ import torch
 from peft import PeftModel
 
 from mira.algorithms import FedIT, build_algorithm
-from mira.algorithms.fedkseed import (
+from mira.algorithms.fedkseed.algorithm import (
     GRADIENTS,
     PROBABILITIES,
     SCALARS,
@@ -22,12 +22,12 @@ from mira.algorithms.fedkseed import (
 from mira.checkpoint import load_checkpoint
 from mira.cli import main
 from mira.client import ClientUpdate, build_workspace
-from mira.compare import compare, variant_config
+from mira.comparison import compare, variant_config
 from mira.data.encode import collate, encode
 from mira.evaluate import test_loss as loss_on_test_set
 from mira.export import RunModel
 from mira.model import tiny_model
-from mira.report import write_report
+from mira.reporting import Comparison
 from mira.results import read_history
 from mira.rounds import server_step
 from mira.simulation import run
@@ -49,8 +49,8 @@ class Quadratic:
 
 
 def kseed_config(tiny_config, *overrides):
-    return tiny_config("federation.algorithm=fedkseed", "federation.kseed_candidates=16", "federation.kseed_lr=0.01",
-                       "federation.kseed_eps=0.001", *overrides)
+    return tiny_config("federation.algorithm=fedkseed", "fedkseed.candidates=16", "fedkseed.lr=0.01",
+                       "fedkseed.eps=0.001", *overrides)
 
 
 def test_a_client_replaying_the_scalars_has_exactly_the_servers_model_and_the_steps_it_took(tiny_config):
@@ -108,7 +108,7 @@ def test_differentiated_sampling_favours_seeds_with_large_gradients(tiny_config)
     probabilities = seed_probabilities(amplitude_sum, count)
     assert probabilities.sum() == pytest.approx(1.0) and int(probabilities.argmax()) == 2
     assert probabilities[2] == pytest.approx(torch.e / (torch.e + 3))  # softmax of min-max normalised [0, 0, 1, 0]
-    cfg = kseed_config(tiny_config, "federation.kseed_sampling=differentiated", "train.local_steps=400")
+    cfg = kseed_config(tiny_config, "fedkseed.sampling=differentiated", "train.local_steps=400")
     rule = FedKSeed(candidate_seeds(0, 16), torch.zeros(8), lr=0.1, local_steps=400, differentiated=True)
     rule.amplitude_sum[5] = 100.0  # seed 5 has the largest amplitude: probability e / (e + 15) = 0.153
     sent = rule.send(None, 0)
@@ -156,7 +156,7 @@ def test_fedptuning_trains_prompt_encoder_and_averages_like_fedit(tiny_config):
     batch = collate(examples, ws.pad_id)
     with torch.no_grad():
         logits = ws.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logits = logits[:, cfg.model.p_tuning_tokens:-1]  # position i predicts input token i + 1
+    logits = logits[:, cfg.fedptuning.tokens:-1]  # position i predicts input token i + 1
     expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"][:, 1:].flatten(),
                                                  ignore_index=-100)
     assert loss_on_test_set(ws.model, examples, 8, ws.pad_id) == pytest.approx(float(expected), rel=1e-5)
@@ -197,7 +197,7 @@ def test_compare_gives_each_kind_of_adapter_its_own_model_and_round_0(tiny_confi
     first = {v: read_history(out / f"{v}-s0")[0]["mean_local_loss"] for v in ["mira", "fedptuning", "fedkseed"]}
     alone = run(variant_config(cfg, "fedptuning", 0, cfg.run_dir, name="alone"), progress=False)
     assert first["fedptuning"] == alone.history[0]["mean_local_loss"] != first["mira"] == first["fedkseed"]
-    write_report(out)
+    Comparison(out).write()
     traffic = next(line for line in (out / "results.md").read_text().splitlines()
                    if line.startswith("| bytes per sampled client per round"))
     cells = [c.strip() for c in traffic.strip("| ").split("|")][1:]  # mira, fedptuning, fedkseed

@@ -3,13 +3,13 @@ import torch
 
 from mira.config import ModelConfig
 from mira.lora import AdapterSlot, load_adapter, save_adapter
-from mira.model import attach_adapter, tiny_model
+from mira.model import attach_adapter, lora_config, tiny_model
 
 
 @pytest.fixture
 def slot():
     model, _ = tiny_model()
-    model = attach_adapter(model, ModelConfig(name="tiny-random"), seed=0)
+    model = attach_adapter(model, lora_config(ModelConfig(name="tiny-random")), seed=0)
     return AdapterSlot(model)
 
 
@@ -41,11 +41,11 @@ def test_save_load_round_trip_is_exact(slot, tmp_path):
 
 
 def test_load_rejects_mismatched_adapters(slot, tmp_path):
-    other = AdapterSlot(attach_adapter(tiny_model()[0], ModelConfig(name="tiny-random", lora_r=4), seed=0))
+    other = AdapterSlot(attach_adapter(tiny_model()[0], lora_config(ModelConfig(name="tiny-random", lora_r=4)), seed=0))
     save_adapter(tmp_path / "r4.safetensors", other.get(), other.layout)
     with pytest.raises(ValueError, match="has shape"):
         load_adapter(tmp_path / "r4.safetensors", slot.layout)
-    qonly = AdapterSlot(attach_adapter(tiny_model()[0], ModelConfig(name="tiny-random", target_modules=["q_proj"]),
+    qonly = AdapterSlot(attach_adapter(tiny_model()[0], lora_config(ModelConfig(name="tiny-random", target_modules=["q_proj"])),
                                        0))
     save_adapter(tmp_path / "q.safetensors", qonly.get(), qonly.layout)
     with pytest.raises(ValueError, match="missing"):
@@ -53,7 +53,7 @@ def test_load_rejects_mismatched_adapters(slot, tmp_path):
 
 
 def test_lora_init_depends_only_on_seed():
-    a = AdapterSlot(attach_adapter(tiny_model()[0], ModelConfig(), seed=3)).get()
-    b = AdapterSlot(attach_adapter(tiny_model()[0], ModelConfig(), seed=3)).get()
-    c = AdapterSlot(attach_adapter(tiny_model()[0], ModelConfig(), seed=4)).get()
+    a = AdapterSlot(attach_adapter(tiny_model()[0], lora_config(ModelConfig()), seed=3)).get()
+    b = AdapterSlot(attach_adapter(tiny_model()[0], lora_config(ModelConfig()), seed=3)).get()
+    c = AdapterSlot(attach_adapter(tiny_model()[0], lora_config(ModelConfig()), seed=4)).get()
     assert torch.equal(a, b) and not torch.equal(a, c)

@@ -73,7 +73,7 @@ def test_what_the_server_holds_is_the_clipped_update_plus_noise(tiny_config):
     N(0, σ²C²) noise per coordinate, so its distance from the initial adapter is about σ·C·sqrt(P)."""
     from mira.client import build_workspace
 
-    cfg = tiny_config("name=noisy", "federation.rounds=1", "federation.sample_fraction=1.0", "federation.lam=0",
+    cfg = tiny_config("name=noisy", "federation.rounds=1", "federation.sample_fraction=1.0", "mira.lam=0",
                       "privacy.clip=0.05", "privacy.noise_multiplier=1.0")
     noisy = run(cfg, progress=False)
     start = build_workspace(cfg).initial_theta

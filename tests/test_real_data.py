@@ -52,7 +52,7 @@ def test_paper_presets_make_80_clients_sampled_at_10_percent():
         clients = load_clients(cfg.data, seed=0)
         assert len(clients) == 80 and len({c.name for c in clients}) == 80, preset
         assert (cfg.federation.rounds, cfg.federation.sample_fraction, cfg.train.batch_size, cfg.model.lora_r,
-                cfg.graph.kind) == (60, 0.1, 8, 16, "random")
+                cfg.mira.graph.kind) == (60, 0.1, 8, 16, "random")
         assert all(c.train and c.test for c in clients)
 
 

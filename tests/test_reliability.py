@@ -70,7 +70,7 @@ def test_resume_refuses_a_different_config(tiny_config, tmp_path):
         resume_config(tmp_path / "nothing")
     assert main(["run", "--resume", str(tmp_path / "nothing")]) == 2
     before = (cfg.run_dir / "metrics.jsonl").read_text()
-    assert main(["run", "--resume", str(cfg.run_dir), "--set", "federation.lam=0.1"]) == 2
+    assert main(["run", "--resume", str(cfg.run_dir), "--set", "mira.lam=0.1"]) == 2
     assert (cfg.run_dir / "metrics.jsonl").read_text() == before  # nothing overwritten
 
 

@@ -7,7 +7,7 @@ from mira.config import ModelConfig
 from mira.data.encode import IGNORE, Encoded, batch_schedule, collate
 from mira.evaluate import response_loss
 from mira.lora import AdapterSlot
-from mira.model import attach_adapter, tiny_model
+from mira.model import attach_adapter, lora_config, tiny_model
 
 
 def _batch():
@@ -21,7 +21,7 @@ def _batch():
 
 def test_response_only_loss_and_gradients_equal_the_full_computation():
     model, _ = tiny_model()
-    model = attach_adapter(model, ModelConfig(name="tiny-random", lora_dropout=0.0), seed=0)
+    model = attach_adapter(model, lora_config(ModelConfig(name="tiny-random", lora_dropout=0.0)), seed=0)
     slot = AdapterSlot(model)
     slot.set(torch.randn(slot.layout.numel, generator=torch.Generator().manual_seed(1)) * 0.1)
     batch = _batch()

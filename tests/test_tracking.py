@@ -9,7 +9,7 @@ from mira.simulation import run
 
 
 def test_tensorboard_finds_a_runs_event_files(tiny_config, caplog):
-    cfg = tiny_config("name=tb", "graph.kind=learned", "federation.sample_fraction=1.0", "federation.rounds=2")
+    cfg = tiny_config("name=tb", "mira.graph.kind=learned", "federation.sample_fraction=1.0", "federation.rounds=2")
     with caplog.at_level(logging.INFO, logger="mira.tracking"):
         result = run(cfg, progress=False)
     events = EventAccumulator(str(cfg.run_dir / "tensorboard"), size_guidance={"scalars": 0, "images": 0})

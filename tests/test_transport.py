@@ -58,7 +58,7 @@ def test_a_mismatched_adapter_is_refused():
 
 
 def test_config_travels_whole():
-    cfg = load_config(None, ["federation.algorithm=ditto", "federation.mu=0.3", "name=x"])
+    cfg = load_config(None, ["federation.algorithm=ditto", "ditto.mu=0.3", "name=x"])
     record = config_record(cfg, 4, generate=True)
     _, received = read_config(record)
     assert received == cfg and record["round"] == 4 and record["generate"]

@@ -11,9 +11,9 @@ import pytest
 import mira.client
 from mira.cli import main
 from mira.client import build_workspace
-from mira.compare import read_params
+from mira.comparison import read_params
 from mira.config import ConfigError, load_config
-from mira.tune import tune
+from mira.tuning import tune
 
 TINY = ["model.name=tiny-random", "data.train_per_client=12", "data.test_per_client=6", "data.val_per_client=6",
         "train.local_steps=2", "train.batch_size=4", "train.lr=0.05", "federation.rounds=2", "eval.eval_every=1",
@@ -47,8 +47,8 @@ def test_tuning_never_reads_the_test_split(tmp_path, monkeypatch):
         trials = optuna.load_study(study_name=name, storage=storage).trials
         assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
     params = read_params(out / "best_params.toml", ["mira@learned", "ditto"])
-    assert set(params["mira@learned"]["federation"]) == {"eta", "lam"} and "knn" in params["mira@learned"]["graph"]
-    assert set(params["ditto"]["federation"]) == {"mu"}
+    assert set(params["mira@learned"]["mira"]) == {"eta", "lam", "graph"} and "knn" in params["mira@learned"]["mira"]["graph"]
+    assert set(params["ditto"]["ditto"]) == {"mu"}
     with pytest.raises(AssertionError, match="test split was read"):
         guarded(cfg).test_sets[0][0]
 

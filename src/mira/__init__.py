@@ -10,10 +10,11 @@ __version__ = "0.1.0"
 _EXPORTS = {name: "algorithms" for name in ("ALGORITHMS", "Algorithm", "Ditto", "FedIT", "FedKSeed", "FedPTuning",
                                             "FedProx", "FedSALoRA", "FFALoRA", "Local", "Mira", "build_algorithm",
                                             "laplacian_step")}
-_EXPORTS |= {"Config": "config", "ConfigError": "config", "load_config": "config", "family_graph": "graph",
-             "laplacian": "graph", "uniform_graph": "graph", "validate_graph": "graph", "epsilon": "privacy",
-             "run": "api", "Run": "api", "client_data": "api", "Callback": "callbacks", "ClientData": "data",
-             "MiraError": "errors"}
+_EXPORTS |= {"AlgorithmSettings": "config", "Config": "config", "ConfigError": "config", "load_config": "config",
+             "family_graph": "graph", "laplacian": "graph", "uniform_graph": "graph", "validate_graph": "graph",
+             "epsilon": "privacy", "run": "api", "Run": "api", "client_data": "api", "compare": "api", "tune": "api",
+             "Tuning": "api", "report": "api", "Comparison": "reporting", "Callback": "callbacks",
+             "ClientData": "data", "MiraError": "errors"}
 __all__ = sorted(_EXPORTS)
 
 

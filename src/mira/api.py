@@ -166,3 +166,61 @@ def run(config: Config | Mapping | str | Path | None = None, *, clients: Mapping
         if temporary:
             temporary.cleanup()
     return Run(cfg, result, workspace, None if temporary else result.run_dir)
+
+
+def compare(config: Config | Mapping | str | Path | None, algorithms: Sequence[str], seeds: Sequence[int] = (0,), *,
+            params: Mapping | str | Path | None = None, restart: bool = False, progress: bool = False):
+    """Run every algorithm variant ('mira', 'mira@ground_truth', 'fedit', ...) for every seed on the same
+    clients, initial adapters and batches into <out_dir>/<name>/, write its report there, and return it
+    as a `mira.reporting.Comparison` (tables as DataFrames, `plot()`). `params`: each variant's settings
+    (a dict of variant to nested overrides, or a best_params.toml of `mira tune`). A finished sub-run is
+    kept, so calling it again continues an interrupted comparison; one started with other settings is an
+    error, or with `restart` trained afresh."""
+    from .comparison import compare as run_comparison
+    from .comparison import read_params
+
+    variants = list(algorithms)
+    if isinstance(params, str | Path):
+        params = read_params(params, variants)
+    out = run_comparison(as_config(config), variants, list(seeds), progress=progress, params=dict(params or {}),
+                         restart=restart)
+    return report(out)
+
+
+class Tuning:
+    """A finished `mira tune` search: its folder, each variant's Optuna study and best settings."""
+
+    def __init__(self, path: str | Path, variants: Sequence[str]):
+        import optuna
+
+        from .comparison import read_params
+        from .results import label
+        from .tuning import BEST_PARAMS, STUDY_DB, _storage
+
+        self.path = Path(path)
+        storage = _storage(self.path / STUDY_DB)
+        self.studies = {spec: optuna.load_study(study_name=label(spec), storage=storage) for spec in variants}
+        """Each variant's Optuna study (every trial, its parameters, values and state)."""
+        self.best_params = read_params(self.path / BEST_PARAMS, list(variants))
+        """Each variant's best settings, as nested config overrides (what `mira.compare(params=...)` takes)."""
+
+
+def tune(config: Config | Mapping | str | Path | None, algorithms: Sequence[str], trials: int = 4, *, seed: int = 0,
+         progress: bool = False) -> Tuning:
+    """Search each algorithm variant's hyper-parameters (its settings' search space) on validation loss only,
+    `trials` Optuna trials each, into <out_dir>/<name>/ (study.db, trials.md, best_params.toml); calling it
+    again continues an interrupted search. Returns the studies and the best settings."""
+    from .tuning import tune as run_search
+
+    variants = list(algorithms)
+    return Tuning(run_search(as_config(config), variants, trials, seed, progress=progress), variants)
+
+
+def report(path: str | Path):
+    """Write the report (results.md, results.csv, plots) of the comparison folder `path` from its saved
+    metrics, and return it as a `mira.reporting.Comparison`."""
+    from .reporting import Comparison
+
+    comparison = Comparison(path)
+    comparison.write()
+    return comparison

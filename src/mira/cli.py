@@ -9,7 +9,7 @@ from pathlib import Path
 
 import tomli_w
 
-from .config import ConfigError, choices, describe_options, load_config, resume_config, to_dict
+from .config import ConfigError, choices, describe_options, describe_search_spaces, load_config, resume_config, to_dict
 from .errors import MiraError
 
 
@@ -64,17 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
                            "without it such a sub-run is an error naming the settings that differ")
     cmp_.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
 
-    tun = sub.add_parser("tune", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=options,
+    tun = sub.add_parser("tune", formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog="search spaces:\n" + describe_search_spaces() + "\n\n" + options,
                          help="search each algorithm's hyper-parameters on validation loss (Optuna)",
                          description="Hyper-parameter search on validation loss only (the test sets are never "
                                      "read): for each variant, TRIALS Optuna trials (TPE sampler, median pruner "
                                      "on the intermediate validation losses) of the configured run on one seed, "
-                                     "each algorithm in its own search space (learning rate for all; eta*lambda "
-                                     "in [0, 1] for MIRA, graph.knn for a learned graph; mu for FedProx and "
-                                     "Ditto). Writes study.db (SQLite; optuna-dashboard opens it), trials.md, "
-                                     "trials.csv and best_params.toml (for 'mira compare --params') to "
-                                     "<out_dir>/<name>/ (name defaults to 'tune'). Re-running it continues an "
-                                     "interrupted search.")
+                                     "each algorithm in its own search space (listed below). Writes study.db "
+                                     "(SQLite; optuna-dashboard opens it), trials.md, trials.csv and "
+                                     "best_params.toml (for 'mira compare --params') to <out_dir>/<name>/ (name "
+                                     "defaults to 'tune'). Re-running it continues an interrupted search.")
     _add_config_args(tun)
     tun.add_argument("--algorithms", "-a", default="mira,fedit,local", metavar="LIST",
                      help="comma-separated variants, as for 'mira compare' (default: mira,fedit,local)")
@@ -136,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             print(tomli_w.dumps(to_dict(cfg)), end="")
             return 0
         if args.command == "compare":
-            from .compare import compare, read_params
+            from .comparison import compare, read_params
 
             if cfg.name == "default":
                 cfg.name = "compare"
@@ -146,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                           restart=args.restart_changed)
             return _report(out)
         if args.command == "tune":
-            from .tune import tune
+            from .tuning import tune
 
             if cfg.name == "default":
                 cfg.name = "tune"
@@ -178,9 +177,9 @@ def _int_list(text: str) -> list[int]:
 
 
 def _report(comparison_dir: Path) -> int:
-    from .report import write_report
+    from .reporting import Comparison
 
-    paths = write_report(comparison_dir)
+    paths = Comparison(comparison_dir).write()
     print(paths[0].read_text())
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

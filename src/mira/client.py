@@ -15,7 +15,7 @@ from functools import cached_property
 
 import torch
 
-from .algorithms import Message, adapter_kind, algorithm_class
+from .algorithms import Message, adapter_key, algorithm_class
 from .config import Config, ConfigError
 from .data import ClientData, load_clients
 from .data.encode import Encoded, batch_schedule, collate, encode
@@ -47,7 +47,7 @@ def build_model(cfg: Config, base: tuple | None = None) -> tuple[torch.nn.Module
     tokenizer and adapter slot."""
     model, tokenizer = (load_base_model(cfg.model) if base is None
                         else prepare_base_model(*base, checkpointing=cfg.model.gradient_checkpointing))
-    model = attach_adapter(model, cfg.model, cfg.seed, adapter_kind(cfg))
+    model = attach_adapter(model, algorithm_class(cfg.federation.algorithm).peft_config(cfg), cfg.seed)
     if cfg.model.quantization == "none":  # a quantised model is placed on the GPU as it loads
         model = model.to(resolve_device(cfg.device))
     return model, tokenizer, AdapterSlot(model)
@@ -115,7 +115,7 @@ def build_workspace(cfg: Config, clients: list[ClientData] | None = None, ids: l
 def shared_workspace(built: dict[str, ClientWorkspace], cfg: Config) -> ClientWorkspace:
     """A workspace for `cfg` sharing the model and data of `built` (one per kind of adapter: LoRA,
     P-tuning), building it on first use: runs on the same clients and seed load the model once."""
-    kind = adapter_kind(cfg)
+    kind = adapter_key(cfg)
     if kind not in built:
         built[kind] = build_workspace(cfg)
     return dataclasses.replace(built[kind], cfg=cfg)
@@ -155,11 +155,11 @@ class LocalTrainer:
         self.mean_loss = float("nan")
         self.logged: list[float] = []
 
-    def __call__(self, start, anchor=None, mu=0.0, freeze_a=False, persistent=True):
+    def __call__(self, start, regularizer=None, trainable=None, persistent=True):
         ws = self.ws
         result = train_local(ws.model, ws.slot, start, self.data, self.batches, ws.cfg.train, ws.pad_id, self.seed,
-                             self.optimizer_state if persistent else None, on_step=self.on_step, anchor=anchor,
-                             mu=mu, freeze_a=freeze_a)
+                             self.optimizer_state if persistent else None, on_step=self.on_step,
+                             regularizer=regularizer, trainable=trainable)
         if persistent:
             self.optimizer_state = result.optimizer_state
         self.mean_loss = result.mean_loss

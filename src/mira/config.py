@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import tomllib
 import typing
+import warnings
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from .errors import MiraError
 
@@ -23,6 +24,56 @@ class Section(BaseModel):
     accepted for a float), also when a field is assigned after loading (`cfg.train.lr = -1` raises)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True, validate_assignment=True)
+
+
+class AlgorithmSettings(Section):
+    """An algorithm's own settings: the configuration table named after it (`[mira]`, `[fedprox]`, ...).
+    A subclass that declares `algorithm` is that algorithm's table; the algorithm's module declares it
+    beside its code, importing no torch (validating a configuration loads no model code)."""
+
+    algorithm: ClassVar[str]
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs):
+        super().__pydantic_init_subclass__(**kwargs)
+        if "algorithm" in cls.__dict__:
+            SETTINGS[cls.algorithm] = cls
+
+    @staticmethod
+    def search_space(trial, cfg: Config, clients=()) -> dict:
+        """The local learning rate, log-uniform within 10x of train.lr.
+
+        What `mira tune` searches for the algorithm (this default, or its settings' own), as nested
+        config overrides drawn from an Optuna `trial`; `clients` are the federation's, for a space that
+        depends on them. The first paragraph of the docstring describes the space in `--help`."""
+        return {"train": {"lr": trial.suggest_float("train.lr", cfg.train.lr / 10, cfg.train.lr * 10, log=True)}}
+
+    def check(self, cfg: Config) -> None:
+        """Raise ValueError where these settings do not fit the rest of `cfg`, a run of this algorithm."""
+
+
+SETTINGS: dict[str, type[AlgorithmSettings]] = {}
+"""Every algorithm's settings by its name: each AlgorithmSettings subclass that declares `algorithm`."""
+
+
+def settings_class(algorithm: str) -> type[AlgorithmSettings]:
+    """The settings of `algorithm` (AlgorithmSettings itself, with no fields, if it has none)."""
+    return algorithm_settings().get(algorithm, AlgorithmSettings)
+
+
+def describe_search_spaces() -> str:
+    """One line per algorithm: what `mira tune` searches for it."""
+    from .algorithms import algorithm_names
+    return "\n".join(f"  {name}: {' '.join(settings_class(name).search_space.__doc__.split(chr(10) * 2)[0].split())}"
+                     for name in sorted(algorithm_names()))
+
+
+def algorithm_settings() -> dict[str, type[AlgorithmSettings]]:
+    """Every algorithm's settings table by name: the built-in algorithms' (from their torch-free
+    modules) and any declared since."""
+    from .algorithms import import_settings
+    import_settings()
+    return SETTINGS
 
 
 class ModelConfig(Section):
@@ -41,10 +92,6 @@ class ModelConfig(Section):
     """'chat' (the tokenizer's chat template) or 'plain' (an instruction/response template)."""
     max_length: int = Field(128, gt=0)
     """Tokens per example; prompts are cut from the left first, the response is never dropped."""
-    p_tuning_tokens: int = Field(20, gt=0)
-    """FedPTuning: virtual tokens P-tuning puts before every prompt."""
-    p_tuning_hidden: int = Field(128, gt=0)
-    """FedPTuning: hidden size of P-tuning's prompt encoder (an MLP)."""
     autocast: Literal["bfloat16", "none"] = "none"
     """Forward passes (training and evaluation) under torch.autocast in this dtype: 'none' (float32)
     or 'bfloat16' (weights and adapters stay float32). bfloat16 is about 2x faster on CPUs with
@@ -129,64 +176,19 @@ class FederationConfig(Section):
         if name not in (allowed := choices("federation.algorithm")):
             raise ValueError(f"expected one of {sorted(allowed)}, got {name!r}")
         return name
+
     rounds: int = Field(6, gt=0)
     """Communication rounds."""
     sample_fraction: float = Field(0.34, gt=0, le=1)
     """Fraction of clients sampled per round (at least one); ignored if sample_count > 0."""
     sample_count: int = Field(0, ge=0)
     """Clients sampled per round; 0 = use sample_fraction."""
-    lam: float = Field(1.0, ge=0)
-    """MIRA's λ: strength of the task-graph regulariser (0 = local training)."""
-    eta: float = Field(0.5, ge=0)
-    """MIRA's server step size η; the server step uses η·λ."""
     max_update_norm: float = Field(0.0, ge=0)
     """Server-side bound on the L2 norm of a client's update θ_new − θ_old (larger ones are scaled
     down); 0 = no bound. Updates with NaN/Inf or a wrong shape are always rejected."""
     clip_to_median: float = Field(0.0, ge=0)
     """Robust aggregation: scale down any update longer than this multiple of the median norm of the
     round's updates (e.g. 2; 0 = off), so a client sending a scaled-up update cannot dominate."""
-    neighbours: Literal["all", "sampled"] = "sampled"
-    """Which θ_l enter MIRA's step: 'sampled' (only neighbours trained this round, as in the paper's
-    update and FedU) or 'all' (the newest copy the server holds of every neighbour)."""
-    mu: float = Field(0.01, ge=0)
-    """Proximal strength: FedProx's μ, and Ditto's λ pulling personal adapters to the global one."""
-    kseed_candidates: int = Field(4096, gt=0)
-    """FedKSeed: number of candidate seeds K (the paper's default 4096; its official examples use 1024)."""
-    kseed_eps: float = Field(5e-4, gt=0)
-    """FedKSeed: perturbation scale ε of the two-point zeroth-order estimate (the paper's 5e-4)."""
-    kseed_lr: float = Field(3e-7, gt=0)
-    """FedKSeed: learning rate of its zeroth-order SGD steps (the paper's 3e-7, for full-parameter
-    tuning; train.lr is the gradient-based algorithms' and is not used)."""
-    kseed_sampling: Literal["uniform", "differentiated"] = "uniform"
-    """FedKSeed: how a client draws a step's seed: 'uniform', or 'differentiated' (FedKSeed-Pro:
-    seeds whose past scalar gradients were larger are drawn more often)."""
-
-
-class GraphConfig(Section):
-    kind: Literal["file", "ground_truth", "learned", "random", "uniform"] = "uniform"
-    """'uniform' (complete graph), 'ground_truth' (the data's task families), 'random' (the paper's
-    random weights a_kl: see density, weight_min, weight_max), 'file', or 'learned' (estimated from
-    the clients' adapter updates during training; starts from graph.path if given, else uniform)."""
-    density: float = Field(0.5, ge=0, le=1)
-    """random: probability that a pair of clients is linked."""
-    weight_min: float = 0.0
-    """random: smallest edge weight (weights are uniform in [weight_min, weight_max])."""
-    weight_max: float = 1.0
-    """random: largest edge weight."""
-    path: str = ""
-    """CSV or JSON K×K matrix, for kind = 'file' (or the prior of kind = 'learned')."""
-    knn: int = Field(2, ge=0)
-    """learned: keep each client's knn most similar clients (0 = keep similarities >= threshold)."""
-    threshold: float = Field(0.5, ge=0)
-    """learned, knn = 0: smallest cosine similarity of two clients' updates that makes an edge."""
-    update_every: int = Field(1, gt=0)
-    """learned: re-estimate the graph every this many rounds."""
-    smoothing: float = Field(0.5, gt=0, le=1)
-    """learned: weight of a new estimate against the current graph (1 = replace)."""
-    normalize: bool = True
-    """Divide the weights by the largest weighted degree, so η·λ ≤ 1 is always stable."""
-    force: bool = False
-    """Allow η·λ·(max weighted degree) > 1 (the server step may diverge)."""
 
 
 class EvalConfig(Section):
@@ -232,6 +234,12 @@ class PrivacyConfig(Section):
 
 
 class Config(Section):
+    """The whole configuration: the tables every algorithm shares, and one table of settings per
+    algorithm, named after it (`cfg.mira.lam`, `cfg.fedprox.mu`; `cfg.settings` is the run's own)."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, SerializeAsAny[AlgorithmSettings]] = Field(init=False)
+
     name: str = "default"
     """Run name; results go to <out_dir>/<name>/."""
     out_dir: str = "runs"
@@ -246,7 +254,6 @@ class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     federation: FederationConfig = Field(default_factory=FederationConfig)
-    graph: GraphConfig = Field(default_factory=GraphConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     flower: FlowerConfig = Field(default_factory=FlowerConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
@@ -255,22 +262,45 @@ class Config(Section):
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
 
+    @property
+    def settings(self) -> AlgorithmSettings:
+        """The settings of the run's algorithm (federation.algorithm); an empty table if it has none."""
+        return (self.model_extra or {}).get(self.federation.algorithm) or AlgorithmSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _algorithm_tables(cls, data):
+        """Each algorithm's settings table, its defaults where not given; keys that moved to an
+        algorithm's table (`federation.lam` → `mira.lam`) are read there, with a note."""
+        if not isinstance(data, dict):
+            return data
+        data = {k: v for k, v in data.items() if k != "__pydantic_extra__"}  # assignment passes the tables twice
+        data, tables = migrate(data), algorithm_settings()
+        unknown = next((key for key in data if key not in cls.model_fields and key not in tables), None)
+        if unknown is not None:
+            raise _error("extra_forbidden", (unknown,), data[unknown])
+        for name, settings in tables.items():
+            table = data.get(name, {})
+            if isinstance(table, settings):
+                continue
+            if not isinstance(table, dict):
+                raise _error("dict_type", (name,), table)
+            try:
+                data[name] = settings.model_validate(table)
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                raise _error(error["type"], (name, *error["loc"]), error.get("input"), error.get("ctx")) from None
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> Config:
         """What no single field can check: values that depend on each other."""
-        data, graph = self.data, self.graph
+        data = self.data
         if data.source in ("natural_instructions", "records") and not data.path:
             raise ValueError(f"data.path: required when data.source = '{data.source}'")
         if data.partition in ("dirichlet", "iid") and data.num_clients < 1:
             raise ValueError(f"data.num_clients: required (>= 1) when data.partition = '{data.partition}'")
-        if not graph.weight_min <= graph.weight_max:
-            raise ValueError(f"graph.weight_min, graph.weight_max: need 0 <= weight_min <= weight_max, got "
-                             f"{graph.weight_min} and {graph.weight_max}")
-        if self.federation.algorithm == "fedkseed" and self.flower.precision != "float32":
-            raise ValueError("flower.precision: FedKSeed sends seed scalars, not adapters; 'bfloat16' would round "
-                             "the scalars every client replays its model from; use 'float32'")
-        if graph.kind == "file" and not graph.path:
-            raise ValueError("graph.path: required when graph.kind = 'file'")
+        self.settings.check(self)
         if (self.privacy.noise_multiplier > 0 or self.privacy.target_epsilon > 0) and self.privacy.clip <= 0:
             raise ValueError("privacy.clip: required (> 0) when privacy.noise_multiplier or privacy.target_epsilon "
                              "is set: noise is scaled to the clipping norm")
@@ -281,27 +311,84 @@ class Config(Section):
         return self
 
 
+def _error(kind: str, loc: tuple, given, ctx: dict | None = None) -> ValidationError:
+    """A pydantic error of `kind` at key `loc` (how mira reports it: see `_message`)."""
+    detail = {"type": kind, "loc": loc, "input": given} | ({"ctx": ctx} if ctx else {})
+    return ValidationError.from_exception_data("Config", [detail])
+
+
+MOVED = {"federation.lam": ("mira.lam",), "federation.eta": ("mira.eta",), "federation.neighbours": ("mira.neighbours",),
+         "federation.mu": ("fedprox.mu", "ditto.mu"), "federation.kseed_candidates": ("fedkseed.candidates",),
+         "federation.kseed_eps": ("fedkseed.eps",), "federation.kseed_lr": ("fedkseed.lr",),
+         "federation.kseed_sampling": ("fedkseed.sampling",), "model.p_tuning_tokens": ("fedptuning.tokens",),
+         "model.p_tuning_hidden": ("fedptuning.hidden",), "graph": ("mira.graph",)}
+"""Keys of earlier versions and the algorithm tables they now belong to (`federation.mu` served both
+FedProx and Ditto); a table (`graph`) moves whole."""
+
+
+def migrate(data: dict) -> dict:
+    """`data` with every key of MOVED at its new place (a FutureWarning says so); a key given both
+    ways must agree."""
+    flat = flatten(data)
+    moved = {old: new for old, new in MOVED.items()
+             if old in flat or any(key.startswith(old + ".") for key in flat)}
+    if not moved:
+        return data
+    out = {}
+    for key, value in flat.items():
+        old = next((o for o in moved if key == o or key.startswith(o + ".")), None)
+        for target in moved[old] if old else (key,):
+            target += key[len(old):] if old else ""
+            if target in flat and old and flat[target] != value:
+                raise ConfigError(f"{key} (now {target}) and {target} are both given, with different values")
+            out.setdefault(target, value)
+    for old, new in moved.items():
+        warnings.warn(f"config: '{old}' is now '{' and '.join(new)}' (read as such; rename it)", FutureWarning,
+                      stacklevel=2)
+    return unflatten(out)
+
+
+def unflatten(flat: dict) -> dict:
+    """Dotted keys as nested tables, the inverse of `flatten`."""
+    out: dict = {}
+    for key, value in flat.items():
+        *tables, name = key.split(".")
+        node = out
+        for table in tables:
+            node = node.setdefault(table, {})
+        node[name] = value
+    return out
+
 
 def choices(key: str) -> set[str] | None:
     """The values option `key` may take, if it is a choice (algorithms: those registered)."""
     if key == "federation.algorithm":
-        from .algorithms import ALGORITHMS
-        return set(ALGORITHMS)
+        from .algorithms import algorithm_names
+        return algorithm_names()
     section, _, name = key.rpartition(".")
     field = _section(section).model_fields.get(name)
     annotation = field.annotation if field is not None else None
     return set(typing.get_args(annotation)) if typing.get_origin(annotation) is Literal else None
 
 
+def _tables(cls: type[Section]) -> dict[str, type[Section]]:
+    """The tables inside table `cls`, by name (in Config: also every algorithm's settings)."""
+    tables = {name: f.annotation for name, f in cls.model_fields.items()
+              if isinstance(f.annotation, type) and issubclass(f.annotation, Section)}
+    return tables | dict(sorted(algorithm_settings().items())) if cls is Config else tables
+
+
 def _section(name: str) -> type[Section]:
-    """The class of table `name` ('' for the top level)."""
-    return Config.model_fields[name].annotation if name else Config
+    """The class of table `name` ('' for the top level; 'mira.graph' for a nested one)."""
+    cls = Config
+    for part in filter(None, name.split(".")):
+        cls = _tables(cls)[part]
+    return cls
 
 
-def _sections() -> list[tuple[str, type[Section]]]:
-    """('', Config) and each table's prefix and class."""
-    return [("", Config)] + [(f"{name}.", f.annotation) for name, f in Config.model_fields.items()
-                              if isinstance(f.annotation, type) and issubclass(f.annotation, Section)]
+def _sections(prefix: str = "", cls: type[Section] = Config) -> list[tuple[str, type[Section]]]:
+    """(prefix, class) of table `cls` and of every table inside it, depth first."""
+    return [(prefix, cls)] + [s for name, table in _tables(cls).items() for s in _sections(f"{prefix}{name}.", table)]
 
 
 def _message(error: dict, source: str) -> str:
@@ -310,7 +397,8 @@ def _message(error: dict, source: str) -> str:
     if kind == "extra_forbidden":
         section = key.rpartition(".")[0]
         where = f" in [{section}]" if section else ""
-        return f"{source}: unknown key '{key}'; valid keys{where}: {', '.join(_section(section).model_fields)}"
+        cls = _section(section)
+        return f"{source}: unknown key '{key}'; valid keys{where}: {', '.join({**cls.model_fields, **_tables(cls)})}"
     if kind == "literal_error":
         return f"{key}: expected one of {sorted(choices(key))}, got {given!r}"
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
@@ -395,7 +483,7 @@ def describe_options() -> str:
     lines = []
     for prefix, cls in _sections():
         for name, f in cls.model_fields.items():
-            if isinstance(f.annotation, type) and issubclass(f.annotation, Section):
+            if name in _tables(cls):
                 continue
             key = prefix + name
             allowed = choices(key)

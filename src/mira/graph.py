@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from .config import GraphConfig
 from .errors import MiraError
+
+if TYPE_CHECKING:
+    from .algorithms.mira import GraphSettings
 
 
 class GraphError(MiraError):
@@ -92,7 +95,7 @@ def validate_graph(adjacency: torch.Tensor, num_clients: int, source: str = "gra
     return a, notes
 
 
-def build_graph(cfg: GraphConfig, families: list[str], seed: int) -> tuple[torch.Tensor, list[str]]:
+def build_graph(cfg: GraphSettings, families: list[str], seed: int) -> tuple[torch.Tensor, list[str]]:
     """The task graph `cfg` names over clients of these task families, validated (and normalised if
     asked), and notes on it; a random graph is a function of `seed`."""
     k = len(families)

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftModel, PromptEncoderConfig, get_peft_model
+from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerFast
 
 from .config import ModelConfig
@@ -151,23 +151,22 @@ def tiny_model(seed: int = 0):
     return model, tokenizer
 
 
-def attach_adapter(model, cfg: ModelConfig, seed: int, kind: str = "lora") -> PeftModel:
-    """Wrap `model` with a fresh PEFT adapter, in eval mode (PEFT makes its new dropout layers in
-    training mode): `kind` 'lora' (LoRA on cfg.target_modules) or 'p_tuning' (P-tuning's virtual
-    tokens and prompt encoder); the initial weights depend only on `seed`."""
-    if kind == "p_tuning":
-        config = PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=cfg.p_tuning_tokens,
-                                     encoder_hidden_size=cfg.p_tuning_hidden)
-    else:
-        config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                            target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
+def lora_config(cfg: ModelConfig) -> LoraConfig:
+    """The LoRA adapter cfg asks for (rank, scaling, dropout, target layers)."""
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
+
+
+def attach_adapter(model, config: PeftConfig, seed: int) -> PeftModel:
+    """Wrap `model` with a fresh PEFT adapter of `config` (its algorithm's: LoRA, P-tuning), in eval
+    mode (PEFT makes its new dropout layers in training mode); the initial weights depend only on `seed`."""
     with torch.random.fork_rng(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
         torch.manual_seed(seed)
         try:
             return get_peft_model(model, config).eval()
         except ValueError as exc:
-            raise MiraError(f"model.target_modules {cfg.target_modules}: {exc}") from None
+            raise MiraError(f"model.target_modules: {exc}") from None
 
 
 def virtual_tokens(model) -> int:

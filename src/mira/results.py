@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+from .callbacks import Callback
 from .checkpoint import atomic_write_text
 from .data import ClientData
 from .errors import MiraError
@@ -75,8 +76,9 @@ def read_history(run_dir: Path, up_to_round: int | None = None) -> list[dict]:
     return records
 
 
-class MetricsWriter:
-    """Per-round metrics to metrics.jsonl (one record per round) and metrics.csv (one row per client)."""
+class MetricsWriter(Callback):
+    """Per-round metrics to metrics.jsonl (one record per round) and metrics.csv (one row per client): the
+    round loop's first callback."""
 
     METRICS = ("train_loss", "val_loss", "local_loss", "global_loss", "rouge_l", "exact_match")
     COLUMNS = ["round", "client", "family", "sampled", *METRICS]
@@ -98,7 +100,7 @@ class MetricsWriter:
         csv.writer(buffer).writerows(rows)
         return buffer.getvalue()
 
-    def write(self, record: dict) -> None:
+    def on_round_end(self, record: dict) -> None:
         with self.jsonl.open("a") as f:
             f.write(json.dumps(record) + "\n")
         with self.csv.open("a", newline="") as f:

@@ -358,10 +358,8 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
 
     def close(record: dict, evaluated: bool) -> None:
         """Write the round's record, tell the tracker and the callbacks, checkpoint where due."""
-        writer.write(record)
-        tracker.end(record)
         state.history.append(record)
-        for callback in callbacks:
+        for callback in (writer, tracker, *callbacks):
             if evaluated:
                 callback.on_evaluation(record["round"], record)
             callback.on_round_end(record)

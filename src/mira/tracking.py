@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from .callbacks import Callback
+
 log = logging.getLogger(__name__)
 TENSORBOARD = "tensorboard"
 """The folder of a run's event files, inside its run directory."""
@@ -18,8 +20,8 @@ SCALARS = ("mean_train_loss", "mean_val_loss", "mean_local_loss", "mean_global_l
            "mean_epsilon", "max_epsilon", "eval_seconds", "wall_seconds", "train_seconds")
 
 
-class RunTracker:
-    """Writes what a run measures to TensorBoard: every round's scalars and per-client losses and the
+class RunTracker(Callback):
+    """A callback of the round loop that writes what a run measures to TensorBoard: every round's scalars and per-client losses and the
     learned task graph as an image (steps: rounds), and in `local_steps/` each client's training loss
     at every local step (`train_loss/<client>`; steps: local steps); logs one line per round (time,
     training loss, ETA) where stderr is not a terminal. A resumed run drops what the killed run
@@ -45,7 +47,7 @@ class RunTracker:
     def start(self, round_: int) -> None:
         self.round_, self.steps = round_, {}
 
-    def end(self, record: dict) -> None:
+    def on_round_end(self, record: dict) -> None:
         """The round's record (training, and evaluation where the round evaluated)."""
         round_ = record["round"]
         if record.get("train_loss"):

@@ -9,7 +9,7 @@ import torch
 from .config import TrainConfig
 from .data.encode import Encoded, collate
 from .evaluate import response_loss
-from .lora import AdapterSlot, is_lora_a
+from .lora import AdapterSlot
 
 
 @dataclass
@@ -28,22 +28,17 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.
 
 def train_local(model: torch.nn.Module, slot: AdapterSlot, theta: torch.Tensor, examples: list[Encoded],
                 batches: list[list[int]], cfg: TrainConfig, pad_id: int, seed: int,
-                optimizer_state: dict | None = None, on_step=None, anchor: torch.Tensor | None = None,
-                mu: float = 0.0, freeze_a: bool = False) -> LocalResult:
+                optimizer_state: dict | None = None, on_step=None, regularizer=None, trainable=None) -> LocalResult:
     """Load `theta` into the model, run one optimiser step per batch, return the trained adapter.
 
     `seed` fixes dropout; `optimizer_state` resumes the client's optimiser (else a fresh one);
-    `on_step(loss)` is called after every step (progress bars). With `anchor` and `mu` > 0 the loss
-    gets the proximal term (mu/2)·‖θ − anchor‖² (FedProx, Ditto); `freeze_a` leaves the LoRA A
-    matrices as they are (FFA-LoRA).
+    `on_step(loss)` is called after every step (progress bars). The hooks of an algorithm's local
+    objective: `regularizer(θ)` of the flat adapter is added to the loss (e.g. FedProx's proximal
+    term); only the parameters whose names `trainable(name)` accepts are trained (FFA-LoRA: B only).
     """
     slot.set(theta)
-    trainable = [p for p, name in zip(slot.params, slot.layout.names) if not (freeze_a and is_lora_a(name))]
-    optimizer = make_optimizer(trainable, cfg)
-    anchors = None
-    if anchor is not None and mu > 0:
-        anchors = [a.view_as(p).to(p.device) for a, p in zip(torch.split(anchor, [p.numel() for p in slot.params]),
-                                                             slot.params)]
+    params = [p for p, name in zip(slot.params, slot.layout.names) if trainable is None or trainable(name)]
+    optimizer = make_optimizer(params, cfg)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     device = slot.params[0].device
@@ -53,12 +48,10 @@ def train_local(model: torch.nn.Module, slot: AdapterSlot, theta: torch.Tensor, 
     for batch_ids in batches:
         batch = {k: v.to(device) for k, v in collate([examples[i] for i in batch_ids], pad_id).items()}
         loss = response_loss(model, batch)
-        objective = loss
-        if anchors is not None:
-            objective = loss + mu / 2 * sum(((p - a) ** 2).sum() for p, a in zip(slot.params, anchors))
+        objective = loss if regularizer is None else loss + regularizer(torch.cat([p.flatten() for p in slot.params]))
         objective.backward()
         if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import torch
@@ -21,6 +22,15 @@ ADAPTER = "adapter"
 Message = dict[str, torch.Tensor]
 """What travels one way between the server and one client: named flat tensors."""
 
+Regularizer = Callable[[torch.Tensor], torch.Tensor]
+"""A term added to a client's local loss: a differentiable function of its flat adapter θ."""
+
+
+def proximal(anchor: torch.Tensor, mu: float) -> Regularizer:
+    """(mu/2)·‖θ − anchor‖²: keeps local training near `anchor` (FedProx, Ditto)."""
+    return lambda theta: mu / 2 * (theta - anchor.to(theta.device)).square().sum()
+
+
 ALGORITHMS: dict[str, type[Algorithm]] = {}
 """Every algorithm by its `federation.algorithm` name: each class that declares a `name` joins it."""
 
@@ -35,11 +45,12 @@ class Trainer(Protocol):
     seed: int
     """This client's seed for this round (a function of the run's seed, the client and the round)."""
 
-    def __call__(self, start: torch.Tensor, anchor: torch.Tensor | None = None, mu: float = 0.0,
-                 freeze_a: bool = False, persistent: bool = True) -> torch.Tensor:
-        """R optimiser steps from `start`; returns the trained adapter. With `anchor` and `mu` > 0
-        the loss gets (mu/2)·‖θ − anchor‖²; `freeze_a` leaves the LoRA A matrices as they are;
-        `persistent` lets this pass use (and keep) the client's optimiser state if the run keeps one."""
+    def __call__(self, start: torch.Tensor, regularizer: Regularizer | None = None,
+                 trainable: Callable[[str], bool] | None = None, persistent: bool = True) -> torch.Tensor:
+        """R optimiser steps from `start`; returns the trained adapter. The hooks of a local objective:
+        `regularizer(θ)` (θ the flat adapter, differentiable) is added to every step's loss; only the
+        adapter parameters whose names `trainable` accepts are trained (default: all); `persistent`
+        lets this pass use (and keep) the client's optimiser state if the run keeps one."""
 
     def loss(self, theta: torch.Tensor, step: int) -> float:
         """The training loss of adapter `theta` on the batch of local step `step` (0 ≤ step < R),
@@ -66,9 +77,6 @@ class Algorithm(ABC):
     entries, counted apart (bytes_state), not in bytes_up/bytes_down."""
     training_passes: ClassVar[int] = 1
     """Passes of R local steps a sampled client makes per round (progress bars)."""
-    adapter: ClassVar[str] = "lora"
-    """What the clients train over the frozen model: 'lora', or 'p_tuning' (virtual tokens and
-    their prompt encoder); the flat adapter is that PEFT adapter's trainable parameters."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -78,17 +86,17 @@ class Algorithm(ABC):
             ALGORITHMS[cls.name] = cls
 
     @classmethod
+    def peft_config(cls, cfg: Config):
+        """The PEFT adapter the clients train over the frozen model (LoRA as cfg.model says)."""
+        from ..model import lora_config
+        return lora_config(cfg.model)
+
+    @classmethod
     def build(cls, cfg: Config, clients: list[ClientData], layout: AdapterLayout,
               initial_theta: torch.Tensor) -> Algorithm:
         """The algorithm with the settings of `cfg` for these clients (and adapter layout)."""
         return cls()
 
-    @staticmethod
-    def search_space(trial, cfg, clients=()) -> dict:
-        """Hyper-parameters `mira tune` searches for this algorithm, as nested config overrides drawn
-        from an Optuna `trial` (`clients`: the federation's, where the space depends on them): the local
-        learning rate, log-uniform within 10x of cfg.train.lr."""
-        return {"train": {"lr": trial.suggest_float("train.lr", cfg.train.lr / 10, cfg.train.lr * 10, log=True)}}
 
     def send(self, thetas: torch.Tensor, k: int) -> Message:
         """What the server sends sampled client k: its own adapter."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from ..lora import is_lora_a
 from .base import Algorithm, adapters
 from .fedit import weighted_mean
 
@@ -32,7 +33,7 @@ class FFALoRA(Algorithm):
         """B received over the initial A; B trained with A frozen."""
         start = train.initial_theta.clone()
         start[~train.a_mask] = received[LORA_B]
-        return {LORA_B: train(start, freeze_a=True)[~train.a_mask]}
+        return {LORA_B: train(start, trainable=lambda name: not is_lora_a(name))[~train.a_mask]}
 
     def aggregate(self, thetas, replies, num_examples) -> torch.Tensor:
         thetas[:, ~self.a_mask] = weighted_mean(adapters(replies, LORA_B), num_examples)

@@ -7,7 +7,7 @@ import logging
 import tomllib
 from pathlib import Path
 
-from .algorithms import adapter_kind
+from .algorithms import adapter_key
 from .checkpoint import atomic_write_text
 from .client import shared_workspace
 from .config import Config, ConfigError, flatten, from_dict, load_config, merge, save_config, to_dict
@@ -32,14 +32,14 @@ def variant_config(cfg: Config, spec: str, seed: int, out_dir: Path, params: dic
     data = merge(to_dict(cfg), params or {})
     data["federation"]["algorithm"] = algorithm
     if graph:
-        data["graph"]["kind"] = graph
+        data["mira"]["graph"]["kind"] = graph
     data |= {"seed": seed, "out_dir": str(out_dir), "name": name or f"{label(spec)}-s{seed}"}
     return from_dict(data, source=f"{spec} settings")
 
 
 def read_params(path: str | Path, variants: list[str]) -> dict[str, dict]:
     """Per-variant settings from a TOML file written by `mira tune` (one table per variant, e.g.
-    ["mira@ground_truth"] with train.lr, federation.lam, ...); every variant must have one."""
+    ["mira@ground_truth"] with train.lr, mira.lam, ...); every variant must have one."""
     try:
         params = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -61,7 +61,7 @@ INITIAL_STATE = ("seed", "device", "model", "data", "eval")
 
 
 def _initial_state(cfg: Config) -> tuple[str, dict]:
-    return adapter_kind(cfg), {key: value for key, value in to_dict(cfg).items() if key in INITIAL_STATE}
+    return adapter_key(cfg), {key: value for key, value in to_dict(cfg).items() if key in INITIAL_STATE}
 
 
 def sibling_initial_evaluation(sub: Config) -> dict | None:

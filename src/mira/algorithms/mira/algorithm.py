@@ -1,11 +1,4 @@
-"""MIRA (Elbakary et al., 2025): personalised LoRA adapters pulled together along a task graph.
-
-Server step for each sampled client k after its R local steps:
-    θ_k ← θ_k − ηλ Σ_l a_kl (θ_k − θ_l),
-i.e. Θ ← Θ − ηλ·L·Θ on the sampled rows, with L the Laplacian of the task graph. The rule is linear
-and acts coordinate-wise, so regularising the A and B matrices as separate tensors and acting on them
-stacked as one vector give the same result.
-"""
+"""The Mira algorithm (described, and its settings declared, in this package's __init__)."""
 
 from __future__ import annotations
 
@@ -14,8 +7,8 @@ import math
 
 import torch
 
-from ..graph import GraphError, GraphEstimator, build_graph, family_graph, laplacian, max_degree
-from .base import Algorithm, write_trained_rows
+from ...graph import GraphError, GraphEstimator, build_graph, family_graph, laplacian, max_degree
+from ..base import Algorithm, write_trained_rows
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +63,8 @@ def check_step(step: float, adjacency: torch.Tensor, force: bool = False) -> Non
         raise GraphError(
             f"η·λ·(max weighted degree) = {step:g}·{max_degree(adjacency):g} = {bound:.3g} > 1: the MIRA "
             "server step would no longer be a convex combination of a client's adapter and its "
-            "neighbours', and can diverge. Lower federation.eta or federation.lam, use "
-            "graph.normalize = true, or set graph.force = true to run anyway.")
+            "neighbours', and can diverge. Lower mira.eta or mira.lam, use mira.graph.normalize = true, "
+            "or set mira.graph.force = true to run anyway.")
     if not math.isfinite(bound):
         raise GraphError(f"η·λ = {step} is not finite")
 
@@ -79,7 +72,7 @@ def check_step(step: float, adjacency: torch.Tensor, force: bool = False) -> Non
 class Mira(Algorithm):
     """MIRA's server rule. `neighbours='sampled'` (default) lets only this round's sampled clients
     contribute, as in the paper's update and FedU; `'all'` uses the newest copy of every neighbour. With an `estimator`
-    the graph is learned from the adapters during training (graph.kind = 'learned')."""
+    the graph is learned from the adapters during training (mira.graph.kind = 'learned')."""
 
     name = "mira"
 
@@ -94,13 +87,14 @@ class Mira(Algorithm):
 
     @classmethod
     def build(cls, cfg, clients, layout, initial_theta):
-        """MIRA over the task graph of cfg.graph (notes on it logged), its step η·λ checked against the
-        graph; with graph.kind = 'learned' the graph starts there and is estimated from the adapters."""
+        """MIRA over the task graph of mira.graph (notes on it logged), its step η·λ checked against the
+        graph; with mira.graph.kind = 'learned' the graph starts there and is estimated from the adapters."""
         families = [c.family for c in clients]
-        adjacency, notes = build_graph(cfg.graph, families, cfg.seed)
+        fcfg = cfg.settings
+        g = fcfg.graph
+        adjacency, notes = build_graph(g, families, cfg.seed)
         for note in notes:
             log.warning(note)
-        fcfg, g = cfg.federation, cfg.graph
         step = fcfg.eta * fcfg.lam
         check_step(step, adjacency, g.force)
         estimator = None
@@ -109,20 +103,6 @@ class Mira(Algorithm):
                                        truth=family_graph(families))
         return cls(adjacency, step=step, neighbours=fcfg.neighbours, estimator=estimator)
 
-    @staticmethod
-    def search_space(trial, cfg, clients=()) -> dict:
-        """The learning rate, the step η·λ from 0 (η = 1, so λ = 0, local training, is inside the space)
-        to the stability bound of the clients' graph, 1/(max weighted degree), at most 1 (1 for a
-        normalised graph) and, for a learned graph, graph.knn."""
-        space = Algorithm.search_space(trial, cfg)
-        upper = 1.0
-        if clients and not cfg.graph.normalize:
-            degree = max_degree(build_graph(cfg.graph, [c.family for c in clients], cfg.seed)[0])
-            upper = min(1.0, 1.0 / degree) if degree > 0 else 1.0
-        space["federation"] = {"eta": 1.0, "lam": trial.suggest_float("federation.eta*lam", 0.0, upper)}
-        if cfg.graph.kind == "learned":
-            space["graph"] = {"knn": trial.suggest_int("graph.knn", 1, 4)}
-        return space
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         if self.estimator is None:

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import tomli_w
 
-from .algorithms import ALGORITHMS, adapter_kind
+from .algorithms import adapter_key, algorithm_names
 from .callbacks import Callback
 from .checkpoint import atomic_write_text
 from .client import shared_workspace
-from .compare import parse_variant, variant_config
-from .config import Config, ConfigError
+from .comparison import parse_variant, variant_config
+from .config import Config, ConfigError, settings_class
 from .results import label, read_history
 from .rounds import evaluation_part
 from .simulation import run
@@ -100,8 +100,8 @@ def tune(cfg: Config, variants: list[str], trials: int, seed: int = 0, progress:
     if trials < 1 or not variants:
         raise ConfigError("tune: give at least one algorithm and --trials >= 1")
     for spec in variants:
-        if parse_variant(spec)[0] not in ALGORITHMS:
-            raise ConfigError(f"tune: unknown algorithm in {spec!r}; choose from {', '.join(ALGORITHMS)}")
+        if parse_variant(spec)[0] not in algorithm_names():
+            raise ConfigError(f"tune: unknown algorithm in {spec!r}; choose from {', '.join(sorted(algorithm_names()))}")
     if cfg.data.val_per_client < 1:
         raise ConfigError("tune: data.val_per_client must be >= 1 (tuning uses validation loss only)")
     sampler = sampler_seed(seed)
@@ -122,7 +122,7 @@ def tune(cfg: Config, variants: list[str], trials: int, seed: int = 0, progress:
             if done < trials:
                 ws = shared_workspace(workspaces, variant_config(cfg, spec, seed, out))
                 study.optimize(lambda trial: _objective(trial, cfg, spec, seed, out, ws, progress,
-                                                        initial.setdefault(adapter_kind(ws.cfg), {}), clients=ws.clients),
+                                                        initial.setdefault(adapter_key(ws.cfg), {}), clients=ws.clients),
                                n_trials=trials - done, catch=TRIAL_FAILURES,
                                callbacks=[lambda *_: on_trial()] if on_trial else None)
             if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
@@ -137,7 +137,7 @@ def _objective(trial, cfg: Config, spec: str, seed: int, out: Path, ws, progress
     import optuna
 
     base = variant_config(cfg, spec, seed, out)
-    params = ALGORITHMS[base.federation.algorithm].search_space(trial, base, clients)
+    params = settings_class(base.federation.algorithm).search_space(trial, base, clients)
     # Named by its settings, so a retried trial (same settings) resumes the run it started.
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
     sub = variant_config(cfg, spec, seed, out / "trials", params, name=f"{label(spec)}-{digest}")

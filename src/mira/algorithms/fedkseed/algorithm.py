@@ -1,22 +1,4 @@
-"""FedKSeed (Qin et al., ICML 2024): zeroth-order federated tuning with K candidate seeds.
-
-The run fixes K candidate seeds; seed j stands for the Gaussian direction z_j = N(0, I) drawn from it.
-The one global model is θ_0 + Σ_j c_j·z_j, and the server holds only the K accumulated scalars c_j.
-A sampled client is sent c, replays it to get the global model, then takes R steps: draw a seed j,
-estimate the directional derivative g = (f(θ + εz_j) − f(θ − εz_j)) / 2ε from two forward passes on
-the step's batch, set θ ← θ − lr·g·z_j. It sends back only its R (seed index, g) pairs. The server
-adds −lr·Σ w_k·g to each used seed's scalar (w_k the clients' shares of the round's examples), which is
-FedAvg of the clients' models, and replays the scalars to the new global model that every client
-evaluates. With 'differentiated' sampling (FedKSeed-Pro) the server also sends the seeds'
-probabilities: a softmax of each seed's min-max-normalised mean |g| over the history (g clipped to
-±0.5, as in the reference implementation).
-
-Deviation from the paper: the perturbed and trained parameters are the LoRA adapter's (initialised as
-every other LoRA algorithm's), not the full model's. A stateless client replaying K = 4096
-directions over SmolLM2-135M's 135M weights would draw 4096 × 135M Gaussians per message (51 minutes
-on one thread of an AMD EPYC; benchmarks/zeroth_order.py); over the LoRA adapter, 0.1 minutes. The seed scalars and the messages are
-exactly the paper's.
-"""
+"""The FedKSeed algorithm (described, and its settings declared, in this package's __init__)."""
 
 from __future__ import annotations
 
@@ -24,7 +6,7 @@ import random
 
 import torch
 
-from .base import Algorithm, adapters
+from ..base import Algorithm, adapters
 
 SCALARS = "seed_scalars"
 """Down: the K accumulated scalars c (the global model, for a client that replays it)."""
@@ -75,15 +57,10 @@ class FedKSeed(Algorithm):
 
     @classmethod
     def build(cls, cfg, clients, layout, initial_theta):
-        f = cfg.federation
-        return cls(candidate_seeds(cfg.seed, f.kseed_candidates), initial_theta, f.kseed_lr, cfg.train.local_steps,
-                   f.kseed_sampling == "differentiated")
+        f = cfg.settings
+        return cls(candidate_seeds(cfg.seed, f.candidates), initial_theta, f.lr, cfg.train.local_steps,
+                   f.sampling == "differentiated")
 
-    @staticmethod
-    def search_space(trial, cfg, clients=()) -> dict:
-        """Its zeroth-order learning rate, log-uniform in [1e-7, 1e-2]: from about the paper's 3e-7
-        (full-parameter steps) to MeZO's LoRA rates (1e-4) and beyond; train.lr is not used."""
-        return {"federation": {"kseed_lr": trial.suggest_float("federation.kseed_lr", 1e-7, 1e-2, log=True)}}
 
     def start(self, initial_theta: torch.Tensor) -> None:
         k = len(self.seeds)
@@ -109,8 +86,8 @@ class FedKSeed(Algorithm):
 
     @classmethod
     def client_step(cls, train, received, cfg):
-        f = cfg.federation
-        seeds = candidate_seeds(cfg.seed, f.kseed_candidates)
+        f = cfg.settings
+        seeds = candidate_seeds(cfg.seed, f.candidates)
         theta = replay(train.initial_theta, received[SCALARS], seeds)
         draw = torch.Generator().manual_seed(train.seed)
         probabilities = received.get(PROBABILITIES, torch.ones(len(seeds)))
@@ -118,9 +95,9 @@ class FedKSeed(Algorithm):
         gradients = []
         for step, j in enumerate(chosen.tolist()):
             z = direction(seeds[j], theta.numel())
-            plus, minus = train.loss(theta + f.kseed_eps * z, step), train.loss(theta - f.kseed_eps * z, step)
-            gradients.append((plus - minus) / (2 * f.kseed_eps))
-            theta.add_(z, alpha=-f.kseed_lr * gradients[-1])
+            plus, minus = train.loss(theta + f.eps * z, step), train.loss(theta - f.eps * z, step)
+            gradients.append((plus - minus) / (2 * f.eps))
+            theta.add_(z, alpha=-f.lr * gradients[-1])
             train.log_step((plus + minus) / 2)
         return {SEEDS: chosen.to(torch.int32), GRADIENTS: torch.tensor(gradients)}
 

@@ -1,14 +1,11 @@
-"""Ditto (Li et al., 2021) on LoRA: the server keeps a global adapter w trained by FedAvg; each client
-keeps a personal adapter v_k, trained on its own loss plus (mu/2)·‖v_k − w‖². A sampled client gets
-both, runs R steps on w (returned for averaging) and R steps on v_k (its row of the state, which is
-evaluated)."""
+"""The Ditto algorithm (described, and its settings declared, in this package's __init__)."""
 
 from __future__ import annotations
 
 import torch
 
-from .base import ADAPTER, Algorithm, adapters, write_trained_rows
-from .fedit import weighted_mean
+from ..base import ADAPTER, Algorithm, adapters, proximal, write_trained_rows
+from ..fedit import weighted_mean
 
 GLOBAL = "global"
 """The message entry holding the global adapter w."""
@@ -25,14 +22,7 @@ class Ditto(Algorithm):
 
     @classmethod
     def build(cls, cfg, clients, layout, initial_theta):
-        return cls(cfg.federation.mu)
-
-    @staticmethod
-    def search_space(trial, cfg, clients=()) -> dict:
-        """The learning rate and the proximal strength μ, log-uniform in [1e-3, 1]."""
-        space = Algorithm.search_space(trial, cfg)
-        space["federation"] = {"mu": trial.suggest_float("federation.mu", 1e-3, 1.0, log=True)}
-        return space
+        return cls(cfg.settings.mu)
 
     def send(self, thetas, k):
         return {ADAPTER: thetas[k], GLOBAL: self.global_theta}
@@ -41,7 +31,7 @@ class Ditto(Algorithm):
     def client_step(cls, train, received, cfg):
         """First w from the global adapter (a fresh optimiser), then v_k pulled towards the received w."""
         trained_global = train(received[GLOBAL], persistent=False)
-        return {ADAPTER: train(received[ADAPTER], anchor=received[GLOBAL], mu=cfg.federation.mu),
+        return {ADAPTER: train(received[ADAPTER], regularizer=proximal(received[GLOBAL], cfg.settings.mu)),
                 GLOBAL: trained_global}
 
     def start(self, initial_theta: torch.Tensor) -> None:
