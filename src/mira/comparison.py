@@ -10,7 +10,7 @@ from pathlib import Path
 from .algorithms import adapter_key
 from .checkpoint import atomic_write_text
 from .client import shared_workspace
-from .config import Config, ConfigError, flatten, from_dict, load_config, merge, save_config, to_dict
+from .config import Config, ConfigError, flatten, from_dict, load_config, merge, migrate, save_config, to_dict
 from .results import COMPARISON_JSON, is_finished, label, read_history
 from .rounds import evaluation_part
 from .simulation import run
@@ -29,7 +29,7 @@ def variant_config(cfg: Config, spec: str, seed: int, out_dir: Path, params: dic
     """The configuration of one sub-run: `spec`'s algorithm (and graph) with its tuned `params`
     (nested overrides), this seed, under out_dir, named `name` (default <variant>-s<seed>)."""
     algorithm, graph = parse_variant(spec)
-    data = merge(to_dict(cfg), params or {})
+    data = merge(to_dict(cfg), migrate(params or {}))  # tuned settings may use keys that have moved
     data["federation"]["algorithm"] = algorithm
     if graph:
         data["mira"]["graph"]["kind"] = graph

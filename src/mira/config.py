@@ -459,8 +459,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             raise ConfigError(f"{path}: config file not found") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    for item in overrides:
-        data = merge(data, parse_override(item))
+    data = migrate(data)
+    for item in overrides:  # each source migrated on its own, so an override by an old key still wins
+        data = merge(data, migrate(parse_override(item)))
         source = f"{source} + --set"
     return from_dict(data, source=source)
 
