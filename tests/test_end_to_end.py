@@ -81,7 +81,7 @@ def test_cli_run_and_errors(tmp_path, capsys):
 
 def test_config_command_prints_toml(capsys):
     assert main(["config", "--set", "mira.lam=0.3"]) == 0
-    assert tomllib.loads(capsys.readouterr().out)["federation"]["lam"] == 0.3
+    assert tomllib.loads(capsys.readouterr().out)["mira"]["lam"] == 0.3
 
 
 def test_cli_on_natural_instructions_fixtures_reports_rouge(tmp_path, capsys):
