@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_real import DATASETS, ROOT, compare_kept, device_name, publish  # noqa: E402
+from compare_real import DATASETS, ROOT, compare_kept, publish  # noqa: E402
 from mira.comparison import read_params  # noqa: E402
 from mira.config import load_config  # noqa: E402
 from mira.privacy import epsilon  # noqa: E402
@@ -74,8 +74,7 @@ def summarise(levels: list[str], seeds: list[int]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows, points = [], {}
-    baseline = {}
+    rows, points, baseline, initial, better, devices = [], {}, {}, None, [], set()
     for level in levels:
         for variant in VARIANTS:
             label = variant.replace("@", "+")
@@ -83,24 +82,39 @@ def summarise(levels: list[str], seeds: list[int]) -> None:
             histories = [read_history(run) for run in runs if (run / "metrics.jsonl").is_file()]
             if len(histories) < len(seeds):
                 continue
+            initial = statistics.fmean(h[0]["mean_local_loss"] for h in histories)
             last = [h[-1] for h in histories]
             wall = statistics.fmean(sum(r.get("wall_seconds", 0.0) for r in h) for h in histories)
             local = statistics.fmean(r["mean_local_loss"] for r in last)
+            selected = statistics.fmean(r.get("selected", r)["mean_local_loss"] for r in last)
             eps = [r.get("max_epsilon", 0.0) for r in last]
+            released = statistics.fmean(statistics.fmean(r["update_norm"].values()) for h in histories
+                                        for r in h if r.get("update_norm"))
             baseline.setdefault(variant, wall) if level == "none" else None
             sigma = load_config(runs[0] / "config.toml").privacy.noise_multiplier
-            rows.append(f"| {variant} | {level} | {sigma:.3g} | {statistics.fmean(eps):.2f} | "
-                        f"{min(min(r.get('epsilon', {0: 0}).values()) for r in last):.2f} | {local:.3f} | "
+            devices |= set(json.loads((RESULTS / level_name(level) / "run.json").read_text())["trained_on"].values())
+            rows.append(f"| {variant} | {level} | {sigma:.3g} | {min(min(r.get('epsilon', {0: 0}).values()) for r in last):.2f}"
+                        f" – {statistics.fmean(eps):.2f} | {released:.3g} | {local:.3f} | {selected:.3f} | "
                         f"{statistics.fmean(r.get('mean_global_loss', float('nan')) for r in last):.3f} | "
                         f"{statistics.fmean(r.get('mean_rouge_l', float('nan')) for r in last):.3f} | {wall / 60:.1f} | "
                         f"{wall / baseline[variant] - 1:+.1%} |" if variant in baseline else "")
             points.setdefault(variant, []).append((statistics.fmean(eps) if level != "none" else None, local))
+            if level != "none" and local < initial:
+                better.append(f"{variant} at ε {level}")
     lines = ["# What privacy costs: MIRA and FedIT on the NI verdict setting", "",
-             f"8 clients, 3 rounds, every client releases 3 times; δ = 1/32; seeds {seeds}; device of the last "
-             f"command: {device_name()}. ε is each client's (RDP accountant, dp-accounting); the run without "
-             "privacy has none. Loss: mean local test loss of the final adapters (lower is better).", "",
-             "| variant | target ε | σ | max ε | min ε | local loss | global loss | ROUGE-L | wall min | "
-             "wall vs no privacy |", "|---|---|---|---|---|---|---|---|---|---|", *[r for r in rows if r]]
+             f"8 clients, 3 rounds, every client releases 3 times; δ = 1/32; seeds {seeds}; trained on "
+             f"{'; '.join(sorted(devices))}. ε is each client's (RDP accountant, dp-accounting), min – max over clients; "
+             "the run without privacy has none. Released norm: the mean L2 norm of what a client sent (its clipped "
+             "update plus the noise; without privacy, the update itself). Loss: mean local test loss of the final "
+             "adapters, and of each client's validation-selected adapter (lower is better). Wall times were "
+             "measured beside other runs on the same cores, so their differences are mostly load.", "",
+             f"Before training (round 0) the mean local test loss is {initial:.3f}.", "",
+             "| variant | target ε | σ | ε | released norm | local loss | selected | global loss | ROUGE-L | "
+             "wall min | wall vs no privacy |", "|---|---|---|---|---|---|---|---|---|---|---|", *[r for r in rows if r],
+             "", "Private runs that end below the untrained model's loss: " + (", ".join(better) or "none") + ". "
+             "Per coordinate the noise has std σ·C, so its norm is about σ·C·√d for d adapter values "
+             "(the released norm above) against a clipped update of norm at most C: each client's release is "
+             "almost all noise unless d is small or many clients' releases are averaged."]
     target = RESULTS / "privacy-ni"
     target.mkdir(parents=True, exist_ok=True)
     figure, axes = plt.subplots(figsize=(5, 3.5))
@@ -112,6 +126,8 @@ def summarise(levels: list[str], seeds: list[int]) -> None:
             if e is None:
                 axes.axhline(loss, linestyle="--", linewidth=0.8, color=axes.lines[-1].get_color() if private else None,
                              label=f"{variant}, no privacy")
+    if initial is not None:
+        axes.axhline(initial, linestyle=":", color="grey", label="before training")
     axes.set_xscale("log")
     axes.set_xlabel("ε (δ = 1/32)")
     axes.set_ylabel("mean local test loss")
