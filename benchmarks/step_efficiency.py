@@ -5,8 +5,9 @@ For each setting and each way of computing a step it prints tokens computed (bat
 non-padding tokens, scored (response) tokens, seconds per step, the step's FLOPs (torch.utils.flop_counter)
 and the achieved FLOP/s against this box's matrix-multiply peak, measured in the same run (float32, and
 bfloat16 where the CPU has AVX512-BF16/AMX). "before": the model's own loss (the vocabulary projection at
-every position) on randomly drawn batches; "after": the projection only at response positions, on
-length-grouped batches where the setting groups them (the NI preset).
+every position) on randomly drawn batches, with the model's SDPA attention; "after": the projection only
+at response positions, on length-grouped batches where the setting groups them (the NI preset), with
+the attention kernel train.attention picks (eager under bfloat16 autocast on CPU).
 
 With --runs, it also splits recorded sub-runs' wall time (metrics.jsonl: train_seconds, eval_seconds,
 wall_seconds per round) into training, evaluation and the rest (server bookkeeping, metrics, checkpoints),
@@ -31,7 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_real import ROOT, SHARED, device_name, has_fast_bfloat16  # noqa: E402
-from mira.client import build_workspace, compute_precision  # noqa: E402
+from mira.client import build_workspace, compute_precision, training_kernels  # noqa: E402
 from mira.config import load_config  # noqa: E402
 from mira.data.encode import IGNORE, batch_schedule, collate  # noqa: E402
 from mira.evaluate import response_loss  # noqa: E402
@@ -84,7 +85,7 @@ def measure(ws, batches, full_loss: bool) -> dict:
     optimizer = torch.optim.AdamW(params, lr=1e-4)
 
     def step(batch):
-        with compute_precision(ws):
+        with compute_precision(ws) if full_loss else training_kernels(ws):
             loss = model(**batch).loss if full_loss else response_loss(model, batch)
         loss.backward()
         optimizer.step()

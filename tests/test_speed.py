@@ -89,6 +89,22 @@ def test_gradient_checkpointing_trains_the_same_adapter(tiny_config):
     torch.testing.assert_close(updates[1], updates[0], rtol=1e-4, atol=1e-6)
 
 
+def test_eager_attention_trains_the_same_adapter_and_evaluation_keeps_the_models_own(tiny_config):
+    """train.attention changes the kernel of training only; in float32 the adapters agree to rounding."""
+    from mira.client import build_workspace, train_client
+
+    updates = []
+    for attention in ("model", "eager"):
+        ws = build_workspace(tiny_config(f"train.attention='{attention}'"))
+        seen = []
+        ws.model.register_forward_pre_hook(lambda *_: seen.append(ws.model.config._attn_implementation))
+        updates.append(train_client(ws, 0, {"adapter": ws.initial_theta}, round_=1).reply["adapter"])
+        assert set(seen) == {"sdpa" if attention == "model" else "eager"}
+        assert ws.model.config._attn_implementation == "sdpa"  # restored for evaluation
+    torch.testing.assert_close(updates[1], updates[0], rtol=1e-4, atol=1e-6)
+    assert not torch.equal(updates[1], updates[0] * 0)
+
+
 def test_quantized_loading_says_what_it_needs(tiny_config):
     import pytest
 

@@ -8,6 +8,7 @@ gets the same numbers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 from dataclasses import dataclass
@@ -127,6 +128,23 @@ def compute_precision(ws: ClientWorkspace):
     return torch.autocast(device, dtype=torch.bfloat16, enabled=ws.cfg.model.autocast == "bfloat16")
 
 
+@contextlib.contextmanager
+def training_kernels(ws: ClientWorkspace):
+    """compute_precision, with the attention kernel that train.attention picks for training."""
+    choice, model = ws.cfg.train.attention, ws.model
+    eager = choice == "eager" or (choice == "auto" and ws.cfg.model.autocast == "bfloat16"
+                                  and ws.slot.params[0].device.type == "cpu")
+    own = model.config._attn_implementation
+    if eager and own != "eager":
+        model.set_attn_implementation("eager")
+    try:
+        with compute_precision(ws):
+            yield
+    finally:
+        if model.config._attn_implementation != own:
+            model.set_attn_implementation(own)
+
+
 @dataclass
 class ClientUpdate:
     """What a client returns after its round's client step."""
@@ -187,7 +205,7 @@ def train_client(ws: ClientWorkspace, k: int, received: Message, round_: int, op
     `on_step(loss)` after every optimiser step."""
     trainer = LocalTrainer(ws, k, round_, optimizer_state, on_step)
     algorithm = algorithm_class(ws.cfg.federation.algorithm)
-    with compute_precision(ws):
+    with training_kernels(ws):
         reply = algorithm.client_step(trainer, received, ws.cfg)
     if ws.cfg.privacy.clip > 0:  # only the clipped, noised release leaves the client (no training loss either)
         reply = privatize(received, reply, algorithm.private, ws.cfg.privacy, noise_generator(ws.cfg.seed, k, round_))

@@ -163,6 +163,11 @@ class TrainConfig(Section):
     group_by_length: bool = False
     """Batch examples of similar length together (less padding computed); the same examples are
     drawn as without it, and the batches stay a function of (seed, client, round)."""
+    attention: Literal["auto", "model", "eager"] = "auto"
+    """Attention kernel while training: 'model' keeps the model's own (SDPA), 'eager' uses plain
+    matrix products, 'auto' uses eager under bfloat16 autocast on CPU (PyTorch's SDPA backward is
+    slow there: 1.2-1.3x per step on the NI preset) and the model's own elsewhere. Evaluation and
+    generation always use the model's own."""
 
 
 class FederationConfig(Section):
