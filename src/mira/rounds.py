@@ -324,6 +324,22 @@ def _starting_state(cfg: Config, clients: list[ClientData], layout: AdapterLayou
     return FederationState.fresh(cfg, initial_theta, len(clients), backend)
 
 
+class Checkpointer(Callback):
+    """Saves the federation's state every cfg.checkpoint_every rounds and after the last, then tells
+    the `callbacks` (their on_checkpoint)."""
+
+    def __init__(self, cfg: Config, state: FederationState, algorithm: Algorithm, callbacks: Sequence[Callback]):
+        self.run_dir, self.every, self.rounds = cfg.run_dir, cfg.checkpoint_every, cfg.federation.rounds
+        self.state, self.algorithm, self.callbacks = state, algorithm, callbacks
+
+    def on_round_end(self, record: dict) -> None:
+        round_ = record["round"]
+        if round_ > 0 and self.every and (round_ % self.every == 0 or round_ == self.rounds):
+            save_checkpoint(self.run_dir, self.state.checkpoint(self.algorithm))
+            for callback in self.callbacks:
+                callback.on_checkpoint(self.run_dir, round_)
+
+
 def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout, initial_theta: torch.Tensor,
                    algorithm: Algorithm, backend: Backend, progress: bool = True, resume: bool = False,
                    tuning: bool = False, initial_evaluation: dict | None = None,
@@ -356,18 +372,15 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
                 key: value for key, value in selected.items() if key.removeprefix("mean_") in EVALUATED}
         return record | {"eval_seconds": time.perf_counter() - begin}
 
+    checkpointer = Checkpointer(cfg, state, algorithm, callbacks)
+
     def close(record: dict, evaluated: bool) -> None:
         """Write the round's record, tell the tracker and the callbacks, checkpoint where due."""
         state.history.append(record)
-        for callback in (writer, tracker, *callbacks):
+        for callback in (writer, tracker, *callbacks, checkpointer):
             if evaluated:
                 callback.on_evaluation(record["round"], record)
             callback.on_round_end(record)
-        last = record["round"] == fcfg.rounds
-        if record["round"] > 0 and cfg.checkpoint_every and (record["round"] % cfg.checkpoint_every == 0 or last):
-            save_checkpoint(run_dir, state.checkpoint(algorithm))
-            for callback in callbacks:
-                callback.on_checkpoint(run_dir, record["round"])
 
     try:
         if not state.history:  # round 0: the initial adapters evaluated (or another run's evaluation of them)
