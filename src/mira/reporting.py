@@ -236,7 +236,7 @@ class Comparison:
                    for v in self.labels} for c in self.clients]
         return _markdown(pd.DataFrame(rows))
 
-    def _summary(self) -> pd.DataFrame:
+    def summary(self) -> pd.DataFrame:
         """The summary table: one row per statistic, one column per variant."""
         final = self.final().groupby("variant", sort=False)
         rows = {"mean local loss": final["mean_local_loss"].agg(_pm)}
@@ -300,7 +300,7 @@ class Comparison:
         if self.has_selection:
             lines += ["", "Local test loss of each client's validation-selected adapter (the round with its lowest "
                       "validation loss), mean ± std over seeds.", "", *self._client_table("selected_local_loss")]
-        lines += ["", *_markdown(self._summary()), *self._settings()]
+        lines += ["", *_markdown(self.summary()), *self._settings()]
         curves = self.curves()
         cells = pd.DataFrame({v: [f"{m:.3f} ± {0 if math.isnan(s) else s:.3f}" for m, s in
                                   zip(curves["mean", v], curves["std", v])] for v in self.labels}, index=curves.index)
