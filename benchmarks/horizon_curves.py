@@ -97,7 +97,9 @@ def main() -> None:
              "training (at most 64), 8 validation and 16 test examples a client; 10 % sampled a round, 2 local "
              "steps of 8 examples cut to 96 tokens (length-grouped), LoRA r = 16, bfloat16 autocast; "
              "SmolLM2-135M. The full comparison (per client, per category, global loss, ROUGE-L, bytes) is "
-             "`results.md`, re-rendered by `mira report benchmarks/results/paper-ni-60/runs`.", "",
+             "`results.md`, re-rendered by `mira report benchmarks/results/paper-ni-60/runs`; the loss change "
+             "by times sampled is `by_times_sampled.md` (`python benchmarks/by_times_sampled.py "
+             "benchmarks/results/paper-ni-60/runs`).", "",
              "## Mean local test loss against the round (Fig. 3)", "", *markdown(curve_table(comparison)), "",
              "![mean local loss against the round](mean_local_loss.png)", "",
              "First evaluated round from which a variant's mean local loss stays below FedIT's (the paper: "
