@@ -245,13 +245,14 @@ def _evaluate_client(ws: ClientWorkspace, i: int, theta: torch.Tensor, generate:
     if not test:
         return ClientEvaluation(None, 0, val_loss=val_loss)
     test_set = ws.test_sets[i]
-    column = None
-    if all_thetas is not None:
-        column = losses_on(ws.model, ws.slot, all_thetas, test_set, ecfg.batch_size, ws.pad_id)
-    local = losses_on(ws.model, ws.slot, theta[None], test_set, ecfg.batch_size, ws.pad_id)[0]
+    # the client's own adapter first: where it is also in `all_thetas` it is evaluated once
+    rows = theta[None] if all_thetas is None else torch.cat([theta[None], all_thetas])
+    local, *column = losses_on(ws.model, ws.slot, rows, test_set, ecfg.batch_size, ws.pad_id)
     scores = None
     if generate and ecfg.generate_per_client > 0:
         n = ecfg.generate_per_client
+        ws.slot.set(theta)  # losses_on left the slot holding whichever adapter it evaluated last
         scores = generation_scores(ws.model, ws.tokenizer, ws.clients[i].test[:n], test_set[:n],
                                    ecfg.max_new_tokens, ecfg.batch_size)
-    return ClientEvaluation(local, response_tokens(test_set), column, scores, val_loss)
+    return ClientEvaluation(local, response_tokens(test_set), column if all_thetas is not None else None, scores,
+                            val_loss)
