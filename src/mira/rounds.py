@@ -340,12 +340,36 @@ class Checkpointer(Callback):
                 callback.on_checkpoint(self.run_dir, round_)
 
 
+class ModelSelection(Callback):
+    """Per-client model selection: at every evaluation each client keeps its adapter if its validation
+    loss is its lowest so far (`state.selection`); after the last round the selected adapters' test
+    metrics join the round's record (`selected`), unless the run only validates (tuning)."""
+
+    def __init__(self, state: FederationState, evaluate: Evaluator, last_round: int, test: bool):
+        self.state, self.evaluate, self.last_round, self.test = state, evaluate, last_round, test
+
+    def on_evaluation(self, round_: int, record: dict) -> None:
+        selection, names = self.state.selection, self.evaluate.names
+        if "val_loss" in record:
+            selection.update(round_, record["val_loss"], names, self.state.thetas)
+            record["mean_selected_val_loss"] = selection.summary(names)["mean_val_loss"]
+        if self.test and 0 < round_ == self.last_round and selection.active:
+            begin = time.perf_counter()
+            # only where a selected adapter is not final, and not asking again a client that just failed
+            selected = self.evaluate(selection.thetas, full=True, retry=False)
+            record["selected"] = selection.summary(names) | {
+                key: value for key, value in selected.items() if key.removeprefix("mean_") in EVALUATED}
+            spent = time.perf_counter() - begin
+            record |= {"eval_seconds": record["eval_seconds"] + spent, "wall_seconds": record["wall_seconds"] + spent}
+
+
 def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout, initial_theta: torch.Tensor,
                    algorithm: Algorithm, backend: Backend, progress: bool = True, resume: bool = False,
                    tuning: bool = False, initial_evaluation: dict | None = None,
                    callbacks: Sequence[Callback] = ()) -> RunResult:
     """The round loop: sampling, training through `backend`, screening and the server rule,
-    evaluation and per-client model selection, metrics, checkpoints and final adapters.
+    evaluation, then the callbacks (model selection, metrics, progress, yours, checkpoints), and the
+    final adapters.
 
     With `resume`, the run continues from its checkpoint. With `tuning` only validation losses are
     evaluated: the test sets are never read. `initial_evaluation`: the round-0 evaluation of
@@ -361,23 +385,18 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
     evaluate = Evaluator(backend, cfg, names)
 
     def evaluation(record: dict, full: bool) -> dict:
-        """The round's evaluation added to `record`, the selection updated, the time it took noted."""
+        """The round's evaluation added to `record`, the time it took noted."""
         begin = time.perf_counter()
         record |= evaluate(state.thetas, full=full and test, test=test)
-        _select(state.selection, record, names, state.thetas)
-        if full and test and record["round"] > 0 and state.selection.active:
-            # only where a selected adapter is not final, and not asking again a client that just failed
-            selected = evaluate(state.selection.thetas, full=True, retry=False)
-            record["selected"] = state.selection.summary(names) | {
-                key: value for key, value in selected.items() if key.removeprefix("mean_") in EVALUATED}
         return record | {"eval_seconds": time.perf_counter() - begin}
 
-    checkpointer = Checkpointer(cfg, state, algorithm, callbacks)
+    loop_callbacks = (ModelSelection(state, evaluate, fcfg.rounds, test), writer, tracker, *callbacks,
+                      Checkpointer(cfg, state, algorithm, callbacks))
 
     def close(record: dict, evaluated: bool) -> None:
         """Write the round's record, tell the tracker and the callbacks, checkpoint where due."""
         state.history.append(record)
-        for callback in (writer, tracker, *callbacks, checkpointer):
+        for callback in loop_callbacks:
             if evaluated:
                 callback.on_evaluation(record["round"], record)
             callback.on_round_end(record)
@@ -390,7 +409,6 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
                 record["wall_seconds"] = record["eval_seconds"]
             else:
                 record |= initial_evaluation
-                _select(state.selection, record, names, state.thetas)
             close(record, evaluated=True)
         rounds = tqdm(range(state.round + 1, fcfg.rounds + 1), desc=f"{fcfg.algorithm} rounds", disable=not progress,
                       initial=state.round, total=fcfg.rounds)
@@ -438,13 +456,6 @@ def evaluation_part(record: dict) -> dict:
     """A round's evaluation metrics without its round number, sampling and timings (what
     `initial_evaluation` takes from another run's round-0 record)."""
     return {k: v for k, v in record.items() if k not in ("round", "sampled", "eval_seconds", "wall_seconds")}
-
-
-def _select(selection: Selection, record: dict, names: list[str], thetas: torch.Tensor) -> None:
-    """Update the selection with the record's validation losses; note their selected mean in it."""
-    if "val_loss" in record:
-        selection.update(record["round"], record["val_loss"], names, thetas)
-        record["mean_selected_val_loss"] = selection.summary(names)["mean_val_loss"]
 
 
 EVALUATED = ("local_loss", "global_loss", "rouge_l", "exact_match")
