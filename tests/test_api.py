@@ -139,3 +139,19 @@ def test_compare_tune_and_report_from_python(tmp_path):
     assert {p.name for p in comparison.plot(tmp_path)} >= {"mean_local_loss.png", "final_local_loss.png"}
     again = mira.report(comparison.path)
     assert again.finals.equals(comparison.finals)
+
+
+def test_validation_only_evaluates_no_test_set_and_a_shared_round_zero_is_taken():
+    clients = {"adder": CLIENTS["adder"], "multiplier": CLIENTS["multiplier"] | {"val": _records("*", 17)[15:]}}
+    config = TINY | {"eval": TINY["eval"] | {"test_sets": False}}
+    first = mira.run(config, clients=clients)
+    assert all("local_loss" not in r and "rouge_l" not in r and "val_loss" in r for r in first.records)
+    assert "selected" not in first.records[-1]
+
+    shared = mira.callbacks.SharedInitialEvaluation()
+    second = mira.run(config, clients=clients, callbacks=[shared])
+    assert shared.record["val_loss"] == first.records[0]["val_loss"]
+    given = {"val_loss": {"adder": 9.0, "multiplier": 8.0}, "mean_val_loss": 8.5}
+    third = mira.run(config, clients=clients, callbacks=[mira.callbacks.SharedInitialEvaluation(given)])
+    assert third.records[0] == {"round": 0, "sampled": []} | given | {"mean_selected_val_loss": 8.5}
+    assert third.records[-1]["val_loss"] == second.records[-1]["val_loss"]

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from mira.callbacks import evaluation_part
 from mira.cli import main
 from mira.comparison import compare
 from mira.config import load_config
 from mira.export import RunModel
 from mira.results import archive_run
-from mira.rounds import evaluation_part
 
 TINY = ["model.name=tiny-random", "data.train_per_client=12", "data.test_per_client=6", "train.local_steps=2",
         "train.batch_size=4", "train.lr=0.05", "federation.rounds=2", "eval.eval_every=1",

@@ -23,3 +23,28 @@ class Callback:
 
     def on_checkpoint(self, run_dir: Path, round_: int) -> None:
         """After the checkpoint of `round_` is written to `run_dir`."""
+
+    def initial_evaluation(self) -> dict | None:
+        """Before round 0 of a fresh run: a round-0 evaluation to use instead of computing it (another
+        run's, from the same initial adapters and data), or None."""
+        return None
+
+
+class SharedInitialEvaluation(Callback):
+    """One round-0 evaluation for several runs from the same initial adapters and data (`mira compare`'s
+    sub-runs of a seed, `mira tune`'s trials): given one, or else keeping the first run's for the next."""
+
+    def __init__(self, record: dict | None = None):
+        self.record = record
+
+    def initial_evaluation(self) -> dict | None:
+        return self.record
+
+    def on_evaluation(self, round_: int, record: dict) -> None:
+        if round_ == 0 and self.record is None:
+            self.record = evaluation_part(record)
+
+
+def evaluation_part(record: dict) -> dict:
+    """A round's evaluation metrics without its round number, sampling and timings."""
+    return {k: v for k, v in record.items() if k not in ("round", "sampled", "eval_seconds", "wall_seconds")}

@@ -8,11 +8,11 @@ import tomllib
 from pathlib import Path
 
 from .algorithms import adapter_key
+from .callbacks import SharedInitialEvaluation, evaluation_part
 from .checkpoint import atomic_write_text
 from .client import shared_workspace
 from .config import Config, ConfigError, flatten, from_dict, load_config, merge, migrate, save_config, to_dict
 from .results import COMPARISON_JSON, is_finished, label, read_history
-from .rounds import evaluation_part
 from .simulation import run
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool =
             log.info("compare: %s", sub.name)
             resume = (sub.run_dir / "checkpoint.safetensors").is_file() and not (sub.run_dir / RESTART).exists()
             run(sub, overwrite=True, progress=progress, ws=shared_workspace(workspaces, sub), resume=resume,
-                initial_evaluation=None if resume else sibling_initial_evaluation(sub))
+                callbacks=[] if resume else [SharedInitialEvaluation(sibling_initial_evaluation(sub))])
             (sub.run_dir / RESTART).unlink(missing_ok=True)
             if on_finished is not None:
                 on_finished(sub.run_dir)

@@ -199,6 +199,9 @@ class FederationConfig(Section):
 
 class EvalConfig(Section):
     eval_every: int = Field(3, gt=0)
+    test_sets: bool = True
+    """Evaluate on the clients' test sets; false evaluates validation only and never reads them (what
+    `mira tune`'s trials do)."""
     batch_size: int = Field(16, gt=0)
     """Examples per evaluation forward pass."""
     global_loss: bool = True

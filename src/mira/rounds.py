@@ -365,19 +365,16 @@ class ModelSelection(Callback):
 
 def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout, initial_theta: torch.Tensor,
                    algorithm: Algorithm, backend: Backend, progress: bool = True, resume: bool = False,
-                   tuning: bool = False, initial_evaluation: dict | None = None,
                    callbacks: Sequence[Callback] = ()) -> RunResult:
     """The round loop: sampling, training through `backend`, screening and the server rule,
     evaluation, then the callbacks (model selection, metrics, progress, yours, checkpoints), and the
     final adapters.
 
-    With `resume`, the run continues from its checkpoint. With `tuning` only validation losses are
-    evaluated: the test sets are never read. `initial_evaluation`: the round-0 evaluation of
-    another run from the same initial adapter and data (`mira compare` evaluates round 0 once per
-    seed), used instead of evaluating again. `callbacks`: `Callback`s called after each round,
-    evaluation and checkpoint (tuning reports to its pruner from one).
+    With `resume`, the run continues from its checkpoint. `callbacks`: `Callback`s called after each
+    round, evaluation and checkpoint (tuning reports to its pruner from one); a fresh run takes the
+    first round-0 evaluation one of them offers (`SharedInitialEvaluation`) instead of computing it.
     """
-    run_dir, fcfg, names, test = cfg.run_dir, cfg.federation, [c.name for c in clients], not tuning
+    run_dir, fcfg, names, test = cfg.run_dir, cfg.federation, [c.name for c in clients], cfg.eval.test_sets
     state = _starting_state(cfg, clients, layout, initial_theta, algorithm, backend, resume)
     save_config(cfg, run_dir / "config.toml")
     writer = MetricsWriter(run_dir, clients, state.history)
@@ -404,11 +401,12 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
     try:
         if not state.history:  # round 0: the initial adapters evaluated (or another run's evaluation of them)
             record = {"round": 0, "sampled": []}
-            if initial_evaluation is None:
+            given = next((e for c in callbacks if (e := c.initial_evaluation()) is not None), None)
+            if given is None:
                 record = evaluation(record, full=True)
                 record["wall_seconds"] = record["eval_seconds"]
             else:
-                record |= initial_evaluation
+                record |= given
             close(record, evaluated=True)
         rounds = tqdm(range(state.round + 1, fcfg.rounds + 1), desc=f"{fcfg.algorithm} rounds", disable=not progress,
                       initial=state.round, total=fcfg.rounds)
@@ -450,12 +448,6 @@ def save_adapters(run_dir: Path, clients: list[ClientData], thetas: torch.Tensor
                          meta | {"round": str(int(selection.round[k]))})
     shutil.rmtree(run_dir / ADAPTERS, ignore_errors=True)
     partial.rename(run_dir / ADAPTERS)
-
-
-def evaluation_part(record: dict) -> dict:
-    """A round's evaluation metrics without its round number, sampling and timings (what
-    `initial_evaluation` takes from another run's round-0 record)."""
-    return {k: v for k, v in record.items() if k not in ("round", "sampled", "eval_seconds", "wall_seconds")}
 
 
 EVALUATED = ("local_loss", "global_loss", "rouge_l", "exact_match")

@@ -71,14 +71,13 @@ def evaluate(ws: ClientWorkspace, thetas: torch.Tensor, full: bool, test: bool =
 
 
 def run(cfg: Config, overwrite: bool = False, progress: bool = True, ws: ClientWorkspace | None = None,
-        resume: bool = False, tuning: bool = False, initial_evaluation: dict | None = None,
-        callbacks=()) -> RunResult:
+        resume: bool = False, callbacks=()) -> RunResult:
     """Run a federated training job in this process, writing config, metrics, a checkpoint after
     each round and the final adapters to cfg.run_dir. With `resume`, continue from its checkpoint;
-    `tuning`, `initial_evaluation` and `callbacks` as in `run_federation`."""
+    `callbacks` as in `run_federation`."""
     check_run_dir(cfg, overwrite, resume)
     ws = ws or build_workspace(cfg)
     log.info("%d clients:\n%s", len(ws.clients), partition_summary(ws.clients))
     algorithm = build_algorithm(cfg, ws.clients, ws.slot.layout, ws.initial_theta)
     return run_federation(cfg, ws.clients, ws.slot.layout, ws.initial_theta, algorithm, InProcess(ws, progress),
-                          progress, resume, tuning, initial_evaluation, callbacks)
+                          progress, resume, callbacks)

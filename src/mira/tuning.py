@@ -6,7 +6,7 @@ losses) in one SQLite file, `<out_dir>/<name>/study.db`, so an interrupted searc
 stopped (a trial cut off mid-run is retried with the same settings and resumes from its checkpoint)
 and `optuna-dashboard sqlite:///.../study.db` can open it. The objective of a trial is the mean over
 clients of the validation loss of each client's selected adapter (its lowest validation loss over
-the evaluated rounds). Trials run with `tuning=True`: the test sets are never read.
+the evaluated rounds). Trials run with `eval.test_sets = false`: the test sets are never read.
 """
 
 from __future__ import annotations
@@ -26,13 +26,12 @@ from pathlib import Path
 import tomli_w
 
 from .algorithms import adapter_key, algorithm_names
-from .callbacks import Callback
+from .callbacks import Callback, SharedInitialEvaluation
 from .checkpoint import atomic_write_text
 from .client import shared_workspace
 from .comparison import parse_variant, variant_config
 from .config import Config, ConfigError, settings_class
-from .results import label, read_history
-from .rounds import evaluation_part
+from .results import label
 from .simulation import run
 
 log = logging.getLogger(__name__)
@@ -122,7 +121,8 @@ def tune(cfg: Config, variants: list[str], trials: int, seed: int = 0, progress:
             if done < trials:
                 ws = shared_workspace(workspaces, variant_config(cfg, spec, seed, out))
                 study.optimize(lambda trial: _objective(trial, cfg, spec, seed, out, ws, progress,
-                                                        initial.setdefault(adapter_key(ws.cfg), {}), clients=ws.clients),
+                                                        initial.setdefault(adapter_key(ws.cfg), SharedInitialEvaluation()),
+                                                        clients=ws.clients),
                                n_trials=trials - done, catch=TRIAL_FAILURES,
                                callbacks=[lambda *_: on_trial()] if on_trial else None)
             if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
@@ -132,8 +132,8 @@ def tune(cfg: Config, variants: list[str], trials: int, seed: int = 0, progress:
     return out
 
 
-def _objective(trial, cfg: Config, spec: str, seed: int, out: Path, ws, progress: bool, initial: dict,
-               clients=()) -> float:
+def _objective(trial, cfg: Config, spec: str, seed: int, out: Path, ws, progress: bool,
+               initial: SharedInitialEvaluation, clients=()) -> float:
     import optuna
 
     base = variant_config(cfg, spec, seed, out)
@@ -141,6 +141,7 @@ def _objective(trial, cfg: Config, spec: str, seed: int, out: Path, ws, progress
     # Named by its settings, so a retried trial (same settings) resumes the run it started.
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
     sub = variant_config(cfg, spec, seed, out / "trials", params, name=f"{label(spec)}-{digest}")
+    sub.eval.test_sets = False
     trial.set_user_attr("overrides", params)
     trial.set_user_attr("run_dir", str(sub.run_dir))
 
@@ -155,13 +156,8 @@ def _objective(trial, cfg: Config, spec: str, seed: int, out: Path, ws, progress
 
     resume = (sub.run_dir / "checkpoint.safetensors").is_file()
     log.info("tune: %s trial %d %s", label(spec), trial.number, json.dumps(params))
-    try:
-        result = run(sub, overwrite=True, progress=progress, ws=dataclasses.replace(ws, cfg=sub), resume=resume,
-                     tuning=True, callbacks=[Pruning()], initial_evaluation=initial.get("record"))
-    finally:
-        first = read_history(sub.run_dir, up_to_round=0)
-        if not resume and first and "record" not in initial:
-            initial["record"] = evaluation_part(first[0])
+    result = run(sub, overwrite=True, progress=progress, ws=dataclasses.replace(ws, cfg=sub), resume=resume,
+                 callbacks=[initial, Pruning()])
     return result.history[-1][OBJECTIVE]
 
 
