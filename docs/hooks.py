@@ -1,9 +1,13 @@
 """MkDocs hooks: before each build, generate the pages that come from the code and the benchmarks, so
-that none of them is copied by hand: the option reference (from the configuration's field docstrings)
-and the results pages (each benchmark's own report under benchmarks/results/<name>/)."""
+that none of them is copied by hand: the option reference (from the configuration's field docstrings),
+the results pages (each benchmark's own report under benchmarks/results/<name>/), and the tables that
+the results pages show from those reports (a line `<!-- table verdict-ni/results.md summary -->` becomes
+the table of benchmarks/results/verdict-ni/results.md whose header starts with `summary`)."""
 
 from __future__ import annotations
 
+import itertools
+import re
 import shutil
 from pathlib import Path
 
@@ -58,6 +62,24 @@ def results_pages() -> list[str]:
         lines.append(f"- **{name}**: " + ", ".join(f"[{r.removesuffix('.md')}]({name}/{r})" for r in pages))
     (GENERATED / "index.md").write_text("\n".join(lines) + "\n")
     return names
+
+
+TABLE = re.compile(r"^<!-- table (\S+) (.+?) -->$", re.MULTILINE)
+
+
+def report_table(report: str, first_cell: str) -> str:
+    """The Markdown table of benchmarks/results/`report` whose header's first cell is `first_cell`, with
+    a line naming where it comes from."""
+    lines = (ROOT / "benchmarks" / "results" / report).read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("|") and line.strip("|").split("|")[0].strip() == first_cell:
+            table = itertools.takewhile(lambda row: row.startswith("|"), lines[i:])
+            return "\n".join(table) + f"\n\n<small>From `benchmarks/results/{report}`.</small>"
+    raise ValueError(f"benchmarks/results/{report}: no table whose header starts with {first_cell!r}")
+
+
+def on_page_markdown(markdown: str, **_) -> str:
+    return TABLE.sub(lambda m: report_table(m.group(1), m.group(2)), markdown)
 
 
 def on_pre_build(config) -> None:
