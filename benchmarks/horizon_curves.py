@@ -1,13 +1,15 @@
-"""The results page of the 60-round NI paper preset (benchmarks/results/paper-ni-60/README.md), written
+"""The results page of a 60-round paper preset (benchmarks/results/paper-<preset>-60/README.md), written
 from its records (runs/: finished sub-runs): mean local test loss against the round for every variant
 (the paper's Fig. 3 analogue, with the round from which each stays below FedIT's), the round-60 summary,
-the paper's Table III categories beside the paper's numbers, and the devices and wall times.
+beside the paper's numbers (NI: its Table III categories; Dolly: its Table I, ROUGE-L), and the devices
+and wall times.
 
-    python benchmarks/horizon_curves.py
+    python benchmarks/horizon_curves.py --preset ni
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -19,10 +21,19 @@ from mira.reporting import Comparison
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "paper-ni-60"
+RESULTS = Path(__file__).resolve().parent / "results"
 TABLE_III = {  # the paper's local test loss of one NI client per category: MIRA / FedIT / FedPTuning
     "Question Answering": (2.7, 1.8, 9.55), "Program Execution": (0.23, 0.37, 0.87),
     "Speaker Identification": (1.87, 7.01, 11.98), "Explanation": (1.99, 2.55, 3.08)}
+TABLE_I = {"mira": (20.8, 26.6), "fedit": (19.1, 28.4), "fedptuning": (14.7, 12.3)}
+"""The paper's ROUGE-L (%) on Dolly-15k: Data-Juicer 1.3B, GPT-2-large."""
+PRESETS = {
+    "ni": ("Natural Instructions", "configs/paper_ni.toml: 80 clients, each one of the 80 NI tasks with the most "
+           "instances (40 categories), 20 % of a task's instances for training (at most 64), 8 validation and 16 "
+           "test examples a client"),
+    "dolly": ("Dolly-15k", "configs/paper_dolly.toml: 80 clients from a Dirichlet(0.5) split of Dolly-15k over its 8 "
+              "categories, at most 48 training, 16 validation and 16 test examples a client"),
+}
 CAVEAT = ("One seed, settings from a proxy tuning (each variant's best in the NI verdict's equal-budget "
           "validation study), a 135M model and 2 local steps a visit where the paper trains a 7B model "
           "for many: this tests the paper's claim in its regime of clients, tasks and rounds, not at its "
@@ -59,6 +70,18 @@ def categories(comparison: Comparison) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
+def rouge(comparison: Comparison) -> pd.DataFrame:
+    """The paper's Table I: mean ROUGE-L (%) of our variants, final and selected, beside the paper's."""
+    final = comparison.final().set_index("variant")
+    rows = {}
+    for variant in comparison.labels:
+        paper = TABLE_I.get(variant.split("+")[0])
+        rows[variant] = {"ROUGE-L (%), final": f"{100 * final.at[variant, 'mean_rouge_l']:.1f}",
+                         "selected": f"{100 * final.at[variant, 'selected_mean_rouge_l']:.1f}",
+                         "paper: Data-Juicer 1.3B / GPT-2-large": " / ".join(map(str, paper)) if paper else "-"}
+    return pd.DataFrame(rows).T
+
+
 def devices(comparison: Comparison) -> list[str]:
     lines = []
     for run in sorted((comparison.path).glob("*/metrics.jsonl")):
@@ -69,7 +92,7 @@ def devices(comparison: Comparison) -> list[str]:
     return lines
 
 
-def plot(comparison: Comparison) -> None:
+def plot(comparison: Comparison, results: Path) -> None:
     mean = comparison.curves()["mean"]
     figure, axes = plt.subplots(figsize=(6, 4))
     for variant in mean:
@@ -79,40 +102,47 @@ def plot(comparison: Comparison) -> None:
     axes.set_ylabel(f"mean local test loss ({len(comparison.clients)} clients)")
     axes.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(RESULTS / "mean_local_loss.png", dpi=110)
+    figure.savefig(results / "mean_local_loss.png", dpi=110)
 
 
 def main() -> None:
-    comparison = Comparison(RESULTS / "runs")
-    plot(comparison)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="ni")
+    preset = parser.parse_args().preset
+    dataset, setting = PRESETS[preset]
+    results = RESULTS / f"paper-{preset}-60"
+    comparison = Comparison(results / "runs")
+    plot(comparison, results)
     final = comparison.final().set_index("variant")
     best = final["mean_local_loss"].idxmin()
     best_selected = final["selected_mean_local_loss"].idxmin() if comparison.has_selection else None
     stays_below = {v: comparison.crossover(v) for v in comparison.labels if v != "fedit"}
-    lines = ["# The paper's horizon on Natural Instructions: 60 rounds, 80 clients with their own tasks", "",
-             "Written by `python benchmarks/horizon_curves.py` from the records in `runs/` (made by "
-             "`python benchmarks/paper_presets.py --preset ni --horizon 60 --algorithms <variant> --params "
-             "benchmarks/paper_params.toml`, one thread a variant). configs/paper_ni.toml: 80 clients, each one "
-             "of the 80 NI tasks with the most instances (40 categories), 20 % of a task's instances for "
-             "training (at most 64), 8 validation and 16 test examples a client; 10 % sampled a round, 2 local "
+    if preset == "ni":
+        paper = ["## The paper's Table III categories", "",
+                 "Mean final local loss of our clients in each category (clients won in brackets), beside the "
+                 "paper's loss for its one client there.", "", *markdown(categories(comparison))]
+    else:
+        paper = ["## ROUGE-L (Table I)", "", "Mean ROUGE-L over the 80 clients' answers (4 a client, at most 16 "
+                 "new tokens), beside the paper's with its two models.", "", *markdown(rouge(comparison))]
+    lines = [f"# The paper's horizon on {dataset}: 60 rounds, 80 clients", "",
+             f"Written by `python benchmarks/horizon_curves.py --preset {preset}` from the records in `runs/` (made "
+             f"by `python benchmarks/paper_presets.py --preset {preset} --horizon 60 --algorithms <variant> --params "
+             f"benchmarks/paper_params.toml`, one thread a variant). {setting}; 10 % sampled a round, 2 local "
              "steps of 8 examples cut to 96 tokens (length-grouped), LoRA r = 16, bfloat16 autocast; "
              "SmolLM2-135M. The full comparison (per client, per category, global loss, ROUGE-L, bytes) is "
-             "`results.md`, re-rendered by `mira report benchmarks/results/paper-ni-60/runs`; the loss change "
-             "by times sampled is `by_times_sampled.md` (`python benchmarks/by_times_sampled.py "
-             "benchmarks/results/paper-ni-60/runs`).", "",
+             f"`results.md`, re-rendered by `mira report benchmarks/results/paper-{preset}-60/runs`; the loss "
+             "change by times sampled is `by_times_sampled.md` (`python benchmarks/by_times_sampled.py "
+             f"benchmarks/results/paper-{preset}-60/runs`).", "",
              "## Mean local test loss against the round (Fig. 3)", "", *markdown(curve_table(comparison)), "",
              "![mean local loss against the round](mean_local_loss.png)", "",
-             "First evaluated round from which a variant's mean local loss stays below FedIT's (the paper: "
+             "First evaluated round from which a variant's mean local loss stays below FedIT's (the paper, on NI: "
              "MIRA, about 20): " + "; ".join(f"{v}: {r}" for v, r in stays_below.items()) + ".", "",
-             "## At round 60", "", *markdown(comparison.summary().set_index("summary")), "",
-             "## The paper's Table III categories", "",
-             "Mean final local loss of our clients in each category (clients won in brackets), beside the "
-             "paper's loss for its one client there.", "", *markdown(categories(comparison)), "",
+             "## At round 60", "", *markdown(comparison.summary().set_index("summary")), "", *paper, "",
              "## What it shows", "",
              f"Lowest mean local loss at round 60: {best} (final adapters)" +
              (f", {best_selected} (each client's validation-selected adapter)" if best_selected else "") +
              ". " + CAVEAT, "", "## Devices and wall time", "", *devices(comparison)]
-    (RESULTS / "README.md").write_text("\n".join(lines) + "\n")
+    (results / "README.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
