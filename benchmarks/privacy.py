@@ -1,16 +1,23 @@
-"""What client-level differential privacy costs MIRA and FedIT, on the tuned NI verdict setting
-(benchmarks/verdict.py: 8 NI clients in 4 families, 32 training examples each, every client trained in
-each of 3 rounds of 4 local steps; each variant with its verdict-tuned settings).
+"""What client-level differential privacy costs MIRA and FedIT, in one of two settings (`--setting`):
+
+- `verdict-ni`: the tuned NI verdict setting (benchmarks/verdict.py: 8 NI clients in 4 families, 32
+  training examples each, every client trained in each of 3 rounds of 4 local steps; each variant with
+  its verdict-tuned settings): every client releases 3 times; δ = 1/32.
+- `ni-60`: the 60-round NI paper preset (benchmarks/paper_presets.py --horizon 60: 80 clients with their
+  own tasks, 10 % sampled; each variant with its settings in benchmarks/paper_params.toml): a client
+  releases about 6 times (2 to 13); δ = 1/64 for choosing σ (each client's own δ is 1/(its training
+  examples)). Its run without privacy is the published paper-ni-60 comparison, not run again.
 
 Four levels: no privacy, and clipping at C (`--clip`, default 1.0, below the updates' typical norm of
-2-5) with the noise multiplier σ that gives ε = 1, 4 and 16 at δ = 1/32 (1/(a client's training
-examples)) after the 3 releases every client makes. For each level and variant: mean local and global
-test loss, mean ROUGE-L, every client's ε, and the wall time against the run without privacy. Each
-level is a comparison of its own (benchmarks/results/privacy-ni-<level>/, re-rendered by `mira report`);
-the summary table and the loss-against-ε plot go to benchmarks/results/privacy-ni/.
+2-5) with the noise multiplier σ that gives ε = 1, 4 and 16 at that δ after that many releases. For
+each level and variant: mean local and global test loss, mean ROUGE-L, every client's ε, and the wall
+time against the run without privacy. Each level is a comparison of its own
+(benchmarks/results/privacy-ni-<level>/ or privacy-ni-60-<level>/, re-rendered by `mira report`); the
+summary table and the loss-against-ε plot go to benchmarks/results/privacy-ni/ (or privacy-ni-60/).
 
     python benchmarks/privacy.py                      # about 50 minutes on one core of an AVX512-BF16 Xeon
     python benchmarks/privacy.py --levels none,1      # a subset; later commands add the rest
+    python benchmarks/privacy.py --setting ni-60 --levels 16 --algorithms fedit   # about 2 hours a sub-run
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,24 +35,53 @@ from mira.comparison import read_params  # noqa: E402
 from mira.config import load_config  # noqa: E402
 from mira.privacy import epsilon  # noqa: E402
 from mira.results import read_history  # noqa: E402
+from paper_presets import BUDGETS  # noqa: E402
 from verdict import BUDGET, SUBSETS  # noqa: E402
 
 VARIANTS = ["mira@ground_truth", "fedit"]
-RELEASES, DELTA = 3, 1 / 32
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def sigma_for(target: float) -> float:
-    """The noise multiplier whose RELEASES compositions reach ε = target at DELTA (bisection)."""
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    """results go to benchmarks/results/<name>-<level>/, the summary to <name>/"""
+    config: Path | None
+    overrides: list[str]
+    params: Path
+    releases: int
+    """a client's releases (on average, where clients are sampled) that σ is chosen for"""
+    delta: float
+    title: str
+    description: str
+    without_privacy: str | None = None
+    """a published comparison that is this setting's run without privacy"""
+
+    def level(self, level: str) -> str:
+        if level == "none" and self.without_privacy:
+            return self.without_privacy
+        return f"{self.name}-{'none' if level == 'none' else 'eps' + level}"
+
+
+SETTINGS = {
+    "verdict-ni": Setting("privacy-ni", None, [*DATASETS["ni"], *SUBSETS["ni"], *BUDGET],
+                          RESULTS / "verdict-ni" / "best_params.toml", 3, 1 / 32,
+                          "the NI verdict setting", "8 clients, 3 rounds, every client releases 3 times; δ = 1/32"),
+    "ni-60": Setting("privacy-ni-60", ROOT / "configs" / "paper_ni.toml", BUDGETS[60],
+                     ROOT / "benchmarks" / "paper_params.toml", 6, 1 / 64,
+                     "the 60-round NI paper preset", "80 clients, 10 % sampled, a client releases 2 to 13 times "
+                     "(σ chosen for 6 releases at δ = 1/64; each client's ε at δ = 1/(its training examples)); "
+                     "the run without privacy is the published paper-ni-60 comparison", "paper-ni-60"),
+}
+
+
+def sigma_for(target: float, setting: Setting) -> float:
+    """The noise multiplier whose `setting.releases` compositions reach ε = target at its δ (bisection)."""
     low, high = 0.05, 100.0
     for _ in range(60):
         mid = (low + high) / 2
-        low, high = (mid, high) if epsilon(mid, RELEASES, DELTA) > target else (low, mid)
+        low, high = (mid, high) if epsilon(mid, setting.releases, setting.delta) > target else (low, mid)
     return high
-
-
-def level_name(level: str) -> str:
-    return f"privacy-ni-{'none' if level == 'none' else 'eps' + level}"
 
 
 def main() -> None:
@@ -52,22 +89,29 @@ def main() -> None:
     parser.add_argument("--levels", default="none,16,4,1", help="comma-separated: none, or target ε values")
     parser.add_argument("--clip", type=float, default=1.0, help="the clipping norm C of a client's update")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--setting", choices=sorted(SETTINGS), default="verdict-ni", help="see above")
+    parser.add_argument("--algorithms", default=",".join(VARIANTS),
+                        help="comma-separated subset of the two variants (several commands may run side by side)")
     args = parser.parse_args()
-    params = read_params(RESULTS / "verdict-ni" / "best_params.toml", VARIANTS)
+    setting, variants = SETTINGS[args.setting], args.algorithms.split(",")
+    params = read_params(setting.params, variants)
     seeds = [int(s) for s in args.seeds.split(",")]
     for level in args.levels.split(","):
+        if level == "none" and setting.without_privacy:
+            continue
         private = [] if level == "none" else [f"privacy.clip={args.clip}",
-                                              f"privacy.noise_multiplier={sigma_for(float(level))}"]
-        name = level_name(level)
-        overrides = [*DATASETS["ni"], *SUBSETS["ni"], *BUDGET, *private, f"name='{name}'",
-                     f"out_dir='{ROOT / 'runs' / 'benchmarks'}'"]
-        out = compare_kept(load_config(None, overrides), VARIANTS, seeds, name, params)
-        publish(out, name, overrides, "benchmarks/privacy.py", ["--levels", level, "--clip", str(args.clip),
-                                                                 "--seeds", args.seeds])
-    summarise([level for level in ["none", "16", "4", "1"] if (RESULTS / level_name(level) / "runs").is_dir()], seeds)
+                                              f"privacy.noise_multiplier={sigma_for(float(level), setting)}"]
+        name = setting.level(level)
+        overrides = [*setting.overrides, *private, f"name='{name}'", f"out_dir='{ROOT / 'runs' / 'benchmarks'}'"]
+        out = compare_kept(load_config(setting.config, overrides), variants, seeds, name, params)
+        publish(out, name, overrides, "benchmarks/privacy.py",
+                ["--setting", args.setting, "--levels", level, "--clip", str(args.clip), "--seeds", args.seeds,
+                 "--algorithms", args.algorithms])
+    summarise(setting, [level for level in ["none", "16", "4", "1"] if (RESULTS / setting.level(level) / "runs").is_dir()],
+              seeds)
 
 
-def summarise(levels: list[str], seeds: list[int]) -> None:
+def summarise(setting: Setting, levels: list[str], seeds: list[int]) -> None:
     """The privacy-utility table and plot over every level published so far."""
     import matplotlib
 
@@ -78,7 +122,7 @@ def summarise(levels: list[str], seeds: list[int]) -> None:
     for level in levels:
         for variant in VARIANTS:
             label = variant.replace("@", "+")
-            runs = [RESULTS / level_name(level) / "runs" / f"{label}-s{seed}" for seed in seeds]
+            runs = [RESULTS / setting.level(level) / "runs" / f"{label}-s{seed}" for seed in seeds]
             histories = [read_history(run) for run in runs if (run / "metrics.jsonl").is_file()]
             if len(histories) < len(seeds):
                 continue
@@ -92,7 +136,7 @@ def summarise(levels: list[str], seeds: list[int]) -> None:
                                         for r in h if r.get("update_norm"))
             baseline.setdefault(variant, wall) if level == "none" else None
             sigma = load_config(runs[0] / "config.toml").privacy.noise_multiplier
-            devices |= set(json.loads((RESULTS / level_name(level) / "run.json").read_text())["trained_on"].values())
+            devices |= set(json.loads((RESULTS / setting.level(level) / "run.json").read_text())["trained_on"].values())
             rows.append(f"| {variant} | {level} | {sigma:.3g} | {min(min(r.get('epsilon', {0: 0}).values()) for r in last):.2f}"
                         f" – {statistics.fmean(eps):.2f} | {released:.3g} | {local:.3f} | {selected:.3f} | "
                         f"{statistics.fmean(r.get('mean_global_loss', float('nan')) for r in last):.3f} | "
@@ -101,8 +145,8 @@ def summarise(levels: list[str], seeds: list[int]) -> None:
             points.setdefault(variant, []).append((statistics.fmean(eps) if level != "none" else None, local))
             if level != "none" and local < initial:
                 better.append(f"{variant} at ε {level}")
-    lines = ["# What privacy costs: MIRA and FedIT on the NI verdict setting", "",
-             f"8 clients, 3 rounds, every client releases 3 times; δ = 1/32; seeds {seeds}; trained on "
+    lines = [f"# What privacy costs: MIRA and FedIT on {setting.title}", "",
+             f"{setting.description}; seeds {seeds}; trained on "
              f"{'; '.join(sorted(devices))}. ε is each client's (RDP accountant, dp-accounting), min – max over clients; "
              "the run without privacy has none. Released norm: the mean L2 norm of what a client sent (its clipped "
              "update plus the noise; without privacy, the update itself). Loss: mean local test loss of the final "
@@ -115,7 +159,7 @@ def summarise(levels: list[str], seeds: list[int]) -> None:
              "Per coordinate the noise has std σ·C, so its norm is about σ·C·√d for d adapter values "
              "(the released norm above) against a clipped update of norm at most C: each client's release is "
              "almost all noise unless d is small or many clients' releases are averaged."]
-    target = RESULTS / "privacy-ni"
+    target = RESULTS / setting.name
     target.mkdir(parents=True, exist_ok=True)
     figure, axes = plt.subplots(figsize=(5, 3.5))
     for variant, values in points.items():
@@ -129,14 +173,14 @@ def summarise(levels: list[str], seeds: list[int]) -> None:
     if initial is not None:
         axes.axhline(initial, linestyle=":", color="grey", label="before training")
     axes.set_xscale("log")
-    axes.set_xlabel("ε (δ = 1/32)")
+    axes.set_xlabel(f"ε (δ = 1/{round(1 / setting.delta)})")
     axes.set_ylabel("mean local test loss")
     axes.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(target / "loss_vs_epsilon.png", dpi=120)
     lines += ["", "![loss against ε](loss_vs_epsilon.png)", "",
               "Per-level tables (per-client losses, ε per client in each sub-run's metrics.jsonl): "
-              + ", ".join(f"[{level_name(level)}](../{level_name(level)}/results.md)" for level in levels) + "."]
+              + ", ".join(f"[{setting.level(level)}](../{setting.level(level)}/results.md)" for level in levels) + "."]
     (target / "README.md").write_text("\n".join(lines) + "\n")
     (target / "summary.json").write_text(json.dumps({"levels": levels, "seeds": seeds, "rows": rows}, indent=1))
     print("\n".join(lines))
