@@ -12,9 +12,10 @@ from safetensors.torch import load_file, save_file
 
 from mira.checkpoint import CHECKPOINT, load_checkpoint
 from mira.cli import main
-from mira.client import build_workspace
+from mira.client import build_workspace, compute_precision, evaluate_client
 from mira.config import ConfigError, load_config, resume_config
 from mira.errors import MiraError
+from mira.evaluate import losses_on
 from mira.export import RunModel
 from mira.simulation import evaluate, run
 
@@ -122,3 +123,41 @@ def test_a_checkpoint_written_before_the_client_rounds_split_still_resumes(tmp_p
     torch.testing.assert_close(resumed.thetas, straight.thetas, rtol=0, atol=1e-4)
     old_round_1 = json.loads((OLD_RUN / "metrics.jsonl").read_text().splitlines()[1])
     assert straight.history[1]["mean_local_loss"] == pytest.approx(old_round_1["mean_local_loss"], abs=1e-6)
+
+
+def test_bfloat16_autocast_computes_with_the_adapter_as_it_is_now(tiny_config):
+    """Autocast's cache of cast weights, keyed by tensor, kept each adapter weight's first cast for a whole
+    block: under model.autocast = 'bfloat16' the global loss scored every test set with its own client's
+    adapter, and every local step after a round's first computed with the round's starting adapter."""
+    cfg = tiny_config("name=bf16", "model.autocast='bfloat16'", "federation.algorithm='local'", "federation.rounds=1")
+    ws = build_workspace(cfg)
+    other = ws.initial_theta + 0.05 * torch.randn(ws.initial_theta.shape, generator=torch.Generator().manual_seed(0))
+    both = torch.stack([ws.initial_theta, other])
+    with compute_precision(ws):
+        first, second = losses_on(ws.model, ws.slot, both, ws.test_sets[0], 8, ws.pad_id)
+    with compute_precision(ws):
+        alone = losses_on(ws.model, ws.slot, other[None], ws.test_sets[0], 8, ws.pad_id)[0]
+    assert second == alone != first
+    assert evaluate_client(ws, 0, ws.initial_theta, False, both).column == [first, alone]
+
+    # training: the bfloat16 run follows the float32 one (it computed its later steps at the start: 0.17 off)
+    bf16 = run(cfg, progress=False).history[-1]["mean_local_loss"]
+    fp32 = run(tiny_config("name=fp32", "federation.algorithm='local'", "federation.rounds=1"),
+               progress=False).history[-1]["mean_local_loss"]
+    assert bf16 == pytest.approx(fp32, abs=0.02)
+
+
+def test_evaluation_with_the_weights_cast_once_equals_autocast_casting_them(tiny_config, monkeypatch):
+    import mira.client
+    import mira.simulation
+
+    cfg = tiny_config("name=cast", "model.autocast='bfloat16'", "federation.algorithm='local'")
+    result = run(cfg, progress=False)
+    ws = build_workspace(cfg)
+    weights = {name: p for name, p in ws.model.named_parameters()}
+    cast_once = evaluate(ws, result.thetas, full=True)
+    assert {name: p for name, p in ws.model.named_parameters()} == weights  # every weight restored
+    assert all(p.dtype == torch.float32 for p in weights.values())
+    for module in (mira.client, mira.simulation):
+        monkeypatch.setattr(module, "evaluation_precision", mira.client.compute_precision)
+    assert evaluate(ws, result.thetas, full=True) == cast_once

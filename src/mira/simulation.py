@@ -10,7 +10,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .algorithms import algorithm_class, build_algorithm
-from .client import ClientEvaluation, ClientUpdate, ClientWorkspace, build_workspace, evaluate_client, train_client
+from .client import (
+    ClientEvaluation,
+    ClientUpdate,
+    ClientWorkspace,
+    build_workspace,
+    evaluate_client,
+    evaluation_precision,
+    train_client,
+)
 from .config import Config
 from .data.partition import summary as partition_summary
 from .rounds import Evaluator, RunResult, check_run_dir, run_federation, traffic
@@ -62,7 +70,8 @@ class InProcess:
                  cross: dict[int, torch.Tensor]) -> dict[int, ClientEvaluation]:
         bar = tqdm(clients, leave=False, disable=not self.progress,
                    desc="evaluating" + (" (global loss, ROUGE-L)" if generate else ""))
-        return {k: evaluate_client(self.ws, k, thetas[k], generate, cross.get(k), test) for k in bar}
+        with evaluation_precision(self.ws):  # the weights cast once for every client evaluated here
+            return {k: evaluate_client(self.ws, k, thetas[k], generate, cross.get(k), test) for k in bar}
 
 
 def evaluate(ws: ClientWorkspace, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:
