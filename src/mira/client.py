@@ -136,8 +136,8 @@ def compute_precision(ws: ClientWorkspace):
 def evaluation_precision(ws: ClientWorkspace):
     """compute_precision for forward passes without gradients. Under bfloat16 autocast on CPU, the frozen
     linear layers' weights are cast to bfloat16 once for the block rather than by autocast at every
-    forward pass (a quarter of a 16 × 96-token forward pass of SmolLM2, most of a greedy decoding step):
-    the same numbers, as autocast casts them the same way. Nested blocks cast nothing more."""
+    forward pass (about a fifth of a SmolLM2 evaluation's time): the same numbers, as autocast casts
+    them the same way. Nested blocks cast nothing more."""
     swapped = []
     if ws.cfg.model.autocast == "bfloat16" and ws.slot.params[0].device.type == "cpu":
         adapter = {id(p) for p in ws.slot.params}
