@@ -147,17 +147,23 @@ def test_bfloat16_autocast_computes_with_the_adapter_as_it_is_now(tiny_config):
     assert bf16 == pytest.approx(fp32, abs=0.02)
 
 
-def test_evaluation_with_the_weights_cast_once_equals_autocast_casting_them(tiny_config, monkeypatch):
-    import mira.client
-    import mira.simulation
+@pytest.mark.parametrize("algorithm", ["local", "fedkseed"])  # FedKSeed's loss runs in float32 inside the block
+def test_base_weights_cast_once_give_the_numbers_of_autocast_casting_them(tiny_config, monkeypatch, algorithm):
+    import contextlib
 
-    cfg = tiny_config("name=cast", "model.autocast='bfloat16'", "federation.algorithm='local'")
+    import mira.client
+
+    cfg = tiny_config(f"name=cast-{algorithm}", "model.autocast='bfloat16'", f"federation.algorithm='{algorithm}'",
+                      "fedkseed.candidates=8")
     result = run(cfg, progress=False)
     ws = build_workspace(cfg)
     weights = {name: p for name, p in ws.model.named_parameters()}
     cast_once = evaluate(ws, result.thetas, full=True)
     assert {name: p for name, p in ws.model.named_parameters()} == weights  # every weight restored
     assert all(p.dtype == torch.float32 for p in weights.values())
-    for module in (mira.client, mira.simulation):
-        monkeypatch.setattr(module, "evaluation_precision", mira.client.compute_precision)
+    monkeypatch.setattr(mira.client, "base_weights", lambda ws, dtype: contextlib.nullcontext())
     assert evaluate(ws, result.thetas, full=True) == cast_once
+    casting = run(tiny_config(f"name=casting-{algorithm}", "model.autocast='bfloat16'",
+                              f"federation.algorithm='{algorithm}'", "fedkseed.candidates=8"), progress=False)
+    assert torch.equal(casting.thetas, result.thetas)
+    assert [r["local_loss"] for r in casting.history] == [r["local_loss"] for r in result.history]

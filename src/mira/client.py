@@ -75,6 +75,18 @@ class ClientWorkspace:
         return self.tokenizer.pad_token_id
 
     @cached_property
+    def base_linears(self) -> list[tuple[torch.nn.Linear, dict[torch.dtype, tuple]]]:
+        """The frozen base model's linear layers (not the adapter's), each with its float32 weight and bias
+        and bfloat16 copies of them, made once (half the float32 weights' memory more)."""
+        adapter = {id(p) for p in self.slot.params}
+        return [(m, {torch.float32: (m.weight, m.bias),
+                     torch.bfloat16: tuple(None if t is None else torch.nn.Parameter(t.detach().bfloat16(), False)
+                                           for t in (m.weight, m.bias))})
+                for m in self.model.modules()
+                if isinstance(m, torch.nn.Linear) and m.weight.dtype == torch.float32
+                and not m.weight.requires_grad and id(m.weight) not in adapter]
+
+    @cached_property
     def a_mask(self) -> torch.Tensor:
         """Boolean (P,): True at the LoRA A coordinates of the flat adapter (computed once)."""
         return self.slot.layout.lora_a_mask()
@@ -133,32 +145,37 @@ def compute_precision(ws: ClientWorkspace):
 
 
 @contextlib.contextmanager
-def evaluation_precision(ws: ClientWorkspace):
-    """compute_precision for forward passes without gradients. Under bfloat16 autocast on CPU, the frozen
-    linear layers' weights are cast to bfloat16 once for the block rather than by autocast at every
-    forward pass (about a fifth of a SmolLM2 evaluation's time): the same numbers, as autocast casts
-    them the same way. Nested blocks cast nothing more."""
+def base_weights(ws: ClientWorkspace, dtype: torch.dtype):
+    """Under bfloat16 autocast on CPU, the frozen base linear layers compute with their weights in `dtype`
+    for the block: bfloat16 copies made once per workspace (`base_linears`), where autocast would cast
+    them at every forward pass (5-8 % of a SmolLM2 training step, 10-18 % of an evaluation), or
+    the float32 originals (inside a block with autocast off). The same numbers, as autocast casts them
+    the same way. Elsewhere, and for layers already in `dtype`, nothing changes."""
     swapped = []
     if ws.cfg.model.autocast == "bfloat16" and ws.slot.params[0].device.type == "cpu":
-        adapter = {id(p) for p in ws.slot.params}
-        for module in ws.model.modules():
-            if isinstance(module, torch.nn.Linear) and module.weight.dtype == torch.float32 \
-                    and not module.weight.requires_grad and id(module.weight) not in adapter:
+        for module, copies in ws.base_linears:
+            if module.weight is not copies[dtype][0]:
                 swapped.append((module, module.weight, module.bias))
-                module.weight = torch.nn.Parameter(module.weight.detach().bfloat16(), requires_grad=False)
-                if module.bias is not None:
-                    module.bias = torch.nn.Parameter(module.bias.detach().bfloat16(), requires_grad=False)
+                module.weight, module.bias = copies[dtype]
     try:
-        with compute_precision(ws):
-            yield
+        yield
     finally:
         for module, weight, bias in swapped:
             module.weight, module.bias = weight, bias
 
 
 @contextlib.contextmanager
+def evaluation_precision(ws: ClientWorkspace):
+    """compute_precision for forward passes without gradients, with the base weights in bfloat16 under
+    bfloat16 autocast on CPU (`base_weights`)."""
+    with base_weights(ws, torch.bfloat16), compute_precision(ws):
+        yield
+
+
+@contextlib.contextmanager
 def training_kernels(ws: ClientWorkspace):
-    """compute_precision, with the attention kernel that train.attention picks for training."""
+    """compute_precision, with the attention kernel that train.attention picks for training and the base
+    weights in bfloat16 under bfloat16 autocast on CPU (`base_weights`)."""
     choice, model = ws.cfg.train.attention, ws.model
     eager = choice == "eager" or (choice == "auto" and ws.cfg.model.autocast == "bfloat16"
                                   and ws.slot.params[0].device.type == "cpu")
@@ -166,7 +183,7 @@ def training_kernels(ws: ClientWorkspace):
     if eager and own != "eager":
         model.set_attn_implementation("eager")
     try:
-        with compute_precision(ws):
+        with base_weights(ws, torch.bfloat16), compute_precision(ws):
             yield
     finally:
         if model.config._attn_implementation != own:
@@ -217,7 +234,7 @@ class LocalTrainer:
         ws.slot.set(theta)
         device = ws.slot.params[0].device
         batch = collate([self.data[i] for i in self.batches[step]], ws.pad_id)
-        with torch.autocast(device.type, enabled=False):
+        with torch.autocast(device.type, enabled=False), base_weights(ws, torch.float32):
             return response_loss(ws.model, {k: v.to(device) for k, v in batch.items()}).item()
 
     def log_step(self, loss):
