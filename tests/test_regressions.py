@@ -147,7 +147,7 @@ def test_bfloat16_autocast_computes_with_the_adapter_as_it_is_now(tiny_config):
     assert bf16 == pytest.approx(fp32, abs=0.02)
 
 
-@pytest.mark.parametrize("algorithm", ["local", "fedkseed"])  # FedKSeed's loss runs in float32 inside the block
+@pytest.mark.parametrize("algorithm", ["local", "fedkseed", "fedptuning"])  # FedKSeed: a float32 loss inside
 def test_base_weights_cast_once_give_the_numbers_of_autocast_casting_them(tiny_config, monkeypatch, algorithm):
     import contextlib
 
