@@ -82,6 +82,23 @@ def rouge(comparison: Comparison) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
+def paired(comparison: Comparison, reference: str) -> pd.DataFrame:
+    """Each variant against `reference`, client by client at round 60: the mean difference in local loss
+    ± its standard error over the clients (negative: the variant is lower), and the clients where it is
+    lower, for the final and the validation-selected adapters."""
+    rows = {}
+    for column, name in [("local_loss", "final"), ("selected_local_loss", "selected")]:
+        if column == "selected_local_loss" and not comparison.has_selection:
+            continue
+        loss = comparison.per_client(column)
+        for variant in (v for v in comparison.labels if v != reference):
+            diff = loss[variant] - loss[reference]
+            rows.setdefault(variant, {})[f"{name}: mean difference ± s.e."] = \
+                f"{diff.mean():+.3f} ± {diff.std() / len(diff) ** 0.5:.3f}"
+            rows[variant][f"{name}: clients lower"] = f"{int((diff < 0).sum())} of {len(diff)}"
+    return pd.DataFrame(rows).T
+
+
 def devices(comparison: Comparison) -> list[str]:
     lines = []
     for run in sorted((comparison.path).glob("*/metrics.jsonl")):
@@ -137,7 +154,11 @@ def main() -> None:
              "![mean local loss against the round](mean_local_loss.png)", "",
              "First evaluated round from which a variant's mean local loss stays below FedIT's (the paper, on NI: "
              "MIRA, about 20): " + "; ".join(f"{v}: {r}" for v, r in stays_below.items()) + ".", "",
-             "## At round 60", "", *markdown(comparison.summary().set_index("summary")), "", *paper, "",
+             "## At round 60", "", *markdown(comparison.summary().set_index("summary")), "",
+             *[line for reference in ("fedit", "local") if reference in comparison.labels for line in [
+                 f"Client by client against {reference} (mean local-loss difference over the clients, negative "
+                 f"where the variant is lower):", "", *markdown(paired(comparison, reference)), ""]],
+             *paper, "",
              "## What it shows", "",
              f"Lowest mean local loss at round 60: {best} (final adapters)" +
              (f", {best_selected} (each client's validation-selected adapter)" if best_selected else "") +
