@@ -9,15 +9,16 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture
 def evaluations(monkeypatch):
-    """(generate, clients) of every in-process evaluation from here on (clients None: every client)."""
+    """(generate, clients, column_only) of every in-process evaluation from here on (clients None: every
+    client; column_only: those asked for their column of the global loss only)."""
     from mira.simulation import InProcess
 
     calls = []
     evaluate = InProcess.evaluate
 
-    def recorded(self, thetas, clients, generate, test, cross):
-        calls.append((generate, None if len(clients) == len(thetas) else clients))
-        return evaluate(self, thetas, clients, generate, test, cross)
+    def recorded(self, thetas, clients, generate, test, cross, column_only=frozenset()):
+        calls.append((generate, None if len(clients) == len(thetas) else clients, column_only))
+        return evaluate(self, thetas, clients, generate, test, cross, column_only)
     monkeypatch.setattr(InProcess, "evaluate", recorded)
     return calls
 

@@ -65,7 +65,7 @@ def test_reused_evaluations_equal_fresh_ones_exactly(tiny_config, evaluations):
     result = run(cfg, progress=False)
     sampled = [set(r["sampled"]) for r in result.history]
     names = [c.name for c in result.clients]
-    asked = [set(names) if clients is None else {names[k] for k in clients} for _, clients in evaluations]
+    asked = [set(names) if clients is None else {names[k] for k in clients} for _, clients, _ in evaluations]
     assert asked[0] == set(names)  # round 0
     assert asked[1] == sampled[1] and asked[2] == sampled[2]  # rounds 1 and 2: the sampled clients only
     ws = build_workspace(cfg)
@@ -101,7 +101,8 @@ def test_eager_attention_trains_the_same_adapter_and_evaluation_keeps_the_models
         updates.append(train_client(ws, 0, {"adapter": ws.initial_theta}, round_=1).reply["adapter"])
         assert set(seen) == {"sdpa" if attention == "model" else "eager"}
         assert ws.model.config._attn_implementation == "sdpa"  # restored for evaluation
-    torch.testing.assert_close(updates[1], updates[0], rtol=1e-4, atol=1e-6)
+    # the kernels round differently (by up to 1.2e-6 on an AMD EPYC's AVX-512) on entries of ~1e-3
+    torch.testing.assert_close(updates[1], updates[0], rtol=1e-4, atol=1e-5)
     assert not torch.equal(updates[1], updates[0] * 0)
 
 

@@ -274,12 +274,17 @@ class ClientEvaluation:
 
 
 def evaluate_client(ws: ClientWorkspace, k: int, theta: torch.Tensor, generate: bool,
-                    all_thetas: torch.Tensor | None = None, test: bool = True) -> ClientEvaluation:
+                    all_thetas: torch.Tensor | None = None, test: bool = True, own: bool = True) -> ClientEvaluation:
     """Client k's evaluation of `theta`: validation loss (if it has a validation set) and, with
     `test`, test loss; with `all_thetas`, also every client's adapter on its test set; with
     `generate`, ROUGE-L and exact match on the first eval.generate_per_client test examples.
-    Without `test` the test set is not read at all (tuning)."""
+    Without `test` the test set is not read at all (tuning); without `own`, only `all_thetas` are
+    evaluated (the server knows the rest)."""
     with evaluation_precision(ws):
+        if not own:
+            test_set = ws.test_sets[ws.position(k)]
+            return ClientEvaluation(None, response_tokens(test_set),
+                                    losses_on(ws.model, ws.slot, all_thetas, test_set, ws.cfg.eval.batch_size, ws.pad_id))
         return _evaluate_client(ws, ws.position(k), theta, generate, all_thetas, test)
 
 

@@ -49,11 +49,12 @@ class Backend(Protocol):
         (in process)."""
 
     def evaluate(self, thetas: torch.Tensor, clients: list[int], generate: bool, test: bool,
-                 cross: dict[int, torch.Tensor]) -> dict[int, ClientEvaluation]:
+                 cross: dict[int, torch.Tensor], column_only: frozenset[int] = frozenset()) -> dict[int, ClientEvaluation]:
         """The evaluations of `clients`, each of its own adapter (row of `thetas`): validation loss and,
         with `test`, test loss; with `generate`, ROUGE-L and exact match; for a client in `cross`, also
-        the loss of each of those adapters on its test set (its column of the global loss). Clients
-        that failed are left out."""
+        the loss of each of those adapters on its test set (its column of the global loss), and that
+        alone for a client in `column_only` (its own adapter's evaluation is known). Clients that failed
+        are left out."""
 
 
 @dataclass
@@ -216,23 +217,28 @@ class Evaluator:
         first = {}
         for r in rows:
             first.setdefault(digests[r], r)
-        asked, cross = [], {}
+        asked, cross, column_only = [], {}, set()
         for k, digest in enumerate(digests):
             known = self.done.get((k, digest, test))
             missing = [r for d, r in first.items() if (k, d) not in self.cells] if k in rows else []
             if not retry and k in self.failed:
                 continue
-            if known is None or (generate and known.scores is None) or missing:
+            own = known is None or (generate and known.scores is None)
+            if own or missing:
                 asked.append(k)
                 if missing:
                     cross[k] = missing
+                if not own:
+                    column_only.add(k)
         if asked:
-            fresh = self.backend.evaluate(thetas, asked, generate, test, {k: thetas[r] for k, r in cross.items()})
+            fresh = self.backend.evaluate(thetas, asked, generate, test, {k: thetas[r] for k, r in cross.items()},
+                                          frozenset(column_only))
             self.failed = set(asked) - set(fresh)
             for k, evaluation in fresh.items():
-                self.done[(k, digests[k], test)] = dataclasses.replace(evaluation, column=None)
-                if evaluation.local_loss is not None:
-                    self.cells[(k, digests[k])] = evaluation.local_loss
+                if k not in column_only:
+                    self.done[(k, digests[k], test)] = dataclasses.replace(evaluation, column=None)
+                    if evaluation.local_loss is not None:
+                        self.cells[(k, digests[k])] = evaluation.local_loss
                 for r, loss in zip(cross.get(k, []), evaluation.column or []):
                     self.cells[(k, digests[r])] = loss
         evaluations = {}
