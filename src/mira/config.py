@@ -141,15 +141,16 @@ class DataConfig(Section):
     test_per_client: int = Field(8, gt=0)
     """Held-out test examples per client (the Quickstart's 8 keep its K² global-loss evaluations within its
     5 minutes; the NI and Dolly configs use 16)."""
-    val_per_client: int = Field(16, ge=0)
+    val_per_client: int = Field(8, ge=0)
     """Validation examples per client, taken from its training pool after the training examples
-    (disjoint from train and test; the test split does not depend on it); 0 = no validation."""
+    (disjoint from train and test; on a real dataset the test split does not depend on it, while the
+    synthetic suite generates train + validation + test examples a task); 0 = no validation."""
 
 
 class TrainConfig(Section):
-    local_steps: int = Field(10, gt=0)
+    local_steps: int = Field(8, gt=0)
     """R: optimiser steps per sampled client per round (steps, not epochs)."""
-    batch_size: int = Field(8, gt=0)
+    batch_size: int = Field(4, gt=0)
     """Examples per local step."""
     lr: float = Field(2e-3, gt=0)
     """Local learning rate."""
