@@ -146,6 +146,42 @@ def test_a_later_compare_takes_round_0_from_a_sibling_with_the_same_initial_stat
     assert first["mira"]["local_loss"] == first["fedit"]["local_loss"]  # the losses do not depend on max_new_tokens
 
 
+def test_variants_started_side_by_side_evaluate_round_0_once(tmp_path, monkeypatch):
+    """Two compare processes started together (here threads, each with its own lock file handle): the
+    second waits while the first evaluates round 0, then takes its record instead of computing its own."""
+    import threading
+    import time
+
+    from mira.simulation import InProcess
+
+    cfg = load_config(None, [*TINY, f"out_dir='{tmp_path}'"])
+    first_evaluating, go, full = threading.Event(), threading.Event(), []
+    evaluate = InProcess.evaluate
+
+    def held(self, thetas, clients, generate, test, cross, column_only=frozenset()):
+        if generate and len(clients) == len(thetas):  # every client, with answers: round 0 or the last
+            full.append(threading.current_thread().name)
+            if len(full) == 1:
+                first_evaluating.set()
+                go.wait(60)
+        return evaluate(self, thetas, clients, generate, test, cross, column_only)
+    monkeypatch.setattr(InProcess, "evaluate", held)
+    threads = [threading.Thread(target=compare, args=(cfg, [v], [0]), kwargs={"progress": False}, name=v)
+               for v in ("fedit", "local")]
+    threads[0].start()
+    assert first_evaluating.wait(60)
+    threads[1].start()
+    time.sleep(1.0)  # without the lock, local would now be evaluating its own round 0
+    assert full == ["fedit"]
+    go.set()
+    for thread in threads:
+        thread.join(120)
+    first = {v: json.loads((cfg.run_dir / f"{v}-s0" / "metrics.jsonl").read_text().splitlines()[0])
+             for v in ("fedit", "local")}
+    assert "eval_seconds" in first["fedit"] and "eval_seconds" not in first["local"]
+    assert first["local"] == evaluation_part(first["fedit"]) | {"round": 0, "sampled": []}
+
+
 def test_kept_sub_run_records_are_not_ignored_by_git():
     """The benchmarks commit their sub-runs' records under benchmarks/results/<name>/runs/; an ignore
     rule for the top-level runs/ folder must not swallow them (it once did, and they were lost)."""

@@ -8,12 +8,17 @@ import tomllib
 from pathlib import Path
 
 from .algorithms import adapter_key
-from .callbacks import SharedInitialEvaluation, evaluation_part
+from .callbacks import Callback, SharedInitialEvaluation, evaluation_part
 from .checkpoint import atomic_write_text
 from .client import shared_workspace
 from .config import Config, ConfigError, flatten, from_dict, load_config, merge, migrate, save_config, to_dict
 from .results import COMPARISON_JSON, is_finished, label, read_history
 from .simulation import run
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +88,25 @@ def sibling_initial_evaluation(sub: Config) -> dict | None:
     return None
 
 
+class RoundZeroTurn(Callback):
+    """Sub-runs of one comparison started side by side (a process each) evaluate round 0 once: a fresh
+    sub-run holds a lock on the comparison's folder from looking for a sibling's round-0 evaluation until
+    its own round-0 record is written, so a sibling waiting for the lock then takes that record. The
+    lock goes with its process (a crashed run holds nothing); where the OS has no fcntl, no lock."""
+
+    def __init__(self, folder: Path, seed: int):
+        self.file = open(folder / f".round-0-s{seed}.lock", "w")
+        if fcntl is not None:
+            fcntl.flock(self.file, fcntl.LOCK_EX)
+
+    def on_round_end(self, record: dict) -> None:
+        if record["round"] == 0:
+            self.release()
+
+    def release(self) -> None:
+        self.file.close()
+
+
 RESTART = ".restart"
 """In a sub-run's folder: it is to be trained afresh (its settings changed), even where it has a checkpoint."""
 
@@ -130,8 +154,19 @@ def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool =
         for sub in todo:
             log.info("compare: %s", sub.name)
             resume = (sub.run_dir / "checkpoint.safetensors").is_file() and not (sub.run_dir / RESTART).exists()
-            run(sub, overwrite=True, progress=progress, ws=shared_workspace(workspaces, sub), resume=resume,
-                callbacks=[] if resume else [SharedInitialEvaluation(sibling_initial_evaluation(sub))])
+            callbacks = []
+            if not resume:
+                turn = RoundZeroTurn(out, seed)
+                given = sibling_initial_evaluation(sub)
+                if given is not None:
+                    turn.release()
+                callbacks = [SharedInitialEvaluation(given), turn]
+            try:
+                run(sub, overwrite=True, progress=progress, ws=shared_workspace(workspaces, sub), resume=resume,
+                    callbacks=callbacks)
+            finally:
+                if not resume:
+                    turn.release()
             (sub.run_dir / RESTART).unlink(missing_ok=True)
             if on_finished is not None:
                 on_finished(sub.run_dir)
