@@ -9,16 +9,16 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture
 def evaluations(monkeypatch):
-    """(generate, clients, column_only) of every in-process evaluation from here on (clients None: every
-    client; column_only: those asked for their column of the global loss only)."""
+    """(generate, clients, known, answered) of every in-process evaluation from here on (clients None:
+    every client; known, answered: the clients not asked for their own losses, for answers)."""
     from mira.simulation import InProcess
 
     calls = []
     evaluate = InProcess.evaluate
 
-    def recorded(self, thetas, clients, generate, test, cross, column_only=frozenset()):
-        calls.append((generate, None if len(clients) == len(thetas) else clients, column_only))
-        return evaluate(self, thetas, clients, generate, test, cross, column_only)
+    def recorded(self, thetas, clients, generate, test, cross, known=frozenset(), answered=frozenset()):
+        calls.append((generate, None if len(clients) == len(thetas) else clients, known, answered))
+        return evaluate(self, thetas, clients, generate, test, cross, known, answered)
     monkeypatch.setattr(InProcess, "evaluate", recorded)
     return calls
 

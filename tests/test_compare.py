@@ -158,13 +158,13 @@ def test_variants_started_side_by_side_evaluate_round_0_once(tmp_path, monkeypat
     first_evaluating, go, full = threading.Event(), threading.Event(), []
     evaluate = InProcess.evaluate
 
-    def held(self, thetas, clients, generate, test, cross, column_only=frozenset()):
+    def held(self, thetas, clients, generate, test, cross, known=frozenset(), answered=frozenset()):
         if generate and len(clients) == len(thetas):  # every client, with answers: round 0 or the last
             full.append(threading.current_thread().name)
             if len(full) == 1:
                 first_evaluating.set()
                 go.wait(60)
-        return evaluate(self, thetas, clients, generate, test, cross, column_only)
+        return evaluate(self, thetas, clients, generate, test, cross, known, answered)
     monkeypatch.setattr(InProcess, "evaluate", held)
     threads = [threading.Thread(target=compare, args=(cfg, [v], [0]), kwargs={"progress": False}, name=v)
                for v in ("fedit", "local")]

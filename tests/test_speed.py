@@ -65,9 +65,16 @@ def test_reused_evaluations_equal_fresh_ones_exactly(tiny_config, evaluations):
     result = run(cfg, progress=False)
     sampled = [set(r["sampled"]) for r in result.history]
     names = [c.name for c in result.clients]
-    asked = [set(names) if clients is None else {names[k] for k in clients} for _, clients, _ in evaluations]
+    asked = [set(names) if clients is None else {names[k] for k in clients} for _, clients, _, _ in evaluations]
     assert asked[0] == set(names)  # round 0
     assert asked[1] == sampled[1] and asked[2] == sampled[2]  # rounds 1 and 2: the sampled clients only
+    # round 3, the last: losses only from the clients sampled in it, answers from every client but those
+    # never sampled (their round-0 answers stand), who are asked only for global-loss cells
+    _, _, known, answered = evaluations[3]
+    never = set(names) - set().union(*sampled)
+    assert sampled[3] <= asked[3] and {names[k] for k in known} == asked[3] - sampled[3]
+    assert {names[k] for k in answered} == asked[3] & never
+    assert asked[3] - never - sampled[3], "no client asked for answers only; change the sampling"
     ws = build_workspace(cfg)
     fresh = evaluate(ws, result.thetas, full=True)
     final = result.history[-1]

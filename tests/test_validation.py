@@ -84,14 +84,15 @@ def test_only_clients_whose_selected_adapter_changed_are_evaluated_again(tiny_co
     cfg = tiny_config("name=selpass", "data.val_per_client=6", "federation.rounds=3", "train.lr=1.0",
                       "federation.algorithm=local", "federation.sample_fraction=1.0", "eval.global_loss_clients=3")
     result = run(cfg, progress=False)
-    _, asked, column_only = evaluations[-1]
+    _, asked, known, answered = evaluations[-1]
     changed = {k for k in range(len(result.thetas)) if not torch.equal(result.selection.thetas[k], result.thetas[k])}
     rows = set(global_loss_clients(cfg, len(result.thetas)))
     assert 0 < len(changed) < len(result.thetas) - len(rows), "raise train.lr or the rounds to make the test bite"
     assert changed & rows, "no selected adapter in the global loss; change the seed or the rows"
     assert set(asked) == changed | rows
-    # a global-loss client whose own selected adapter is its final one scores only the new adapters
-    assert column_only == rows - changed and column_only
+    # every selected adapter was scored when it was selected: no client recomputes its own losses, and a
+    # global-loss client whose selected adapter is its final one only scores the new adapters on its test set
+    assert known == set(asked) and answered == rows - changed and answered
     # the merged record is what evaluating every selected adapter afresh gives, to the bit
     full = evaluate(build_workspace(cfg), result.selection.thetas, full=True)
     selected = result.history[-1]["selected"]

@@ -274,30 +274,28 @@ class ClientEvaluation:
 
 
 def evaluate_client(ws: ClientWorkspace, k: int, theta: torch.Tensor, generate: bool,
-                    all_thetas: torch.Tensor | None = None, test: bool = True, own: bool = True) -> ClientEvaluation:
+                    all_thetas: torch.Tensor | None = None, test: bool = True, losses: bool = True) -> ClientEvaluation:
     """Client k's evaluation of `theta`: validation loss (if it has a validation set) and, with
     `test`, test loss; with `all_thetas`, also every client's adapter on its test set; with
     `generate`, ROUGE-L and exact match on the first eval.generate_per_client test examples.
-    Without `test` the test set is not read at all (tuning); without `own`, only `all_thetas` are
-    evaluated (the server knows the rest)."""
+    Without `test` the test set is not read at all (tuning); without `losses`, `theta`'s validation
+    and test loss are left out (the server has them)."""
     with evaluation_precision(ws):
-        if not own:
-            test_set = ws.test_sets[ws.position(k)]
-            return ClientEvaluation(None, response_tokens(test_set),
-                                    losses_on(ws.model, ws.slot, all_thetas, test_set, ws.cfg.eval.batch_size, ws.pad_id))
-        return _evaluate_client(ws, ws.position(k), theta, generate, all_thetas, test)
+        return _evaluate_client(ws, ws.position(k), theta, generate, all_thetas, test, losses)
 
 
 def _evaluate_client(ws: ClientWorkspace, i: int, theta: torch.Tensor, generate: bool,
-                     all_thetas: torch.Tensor | None, test: bool) -> ClientEvaluation:
+                     all_thetas: torch.Tensor | None, test: bool, losses: bool) -> ClientEvaluation:
     ecfg, val = ws.cfg.eval, ws.val_sets[i]
-    val_loss = losses_on(ws.model, ws.slot, theta[None], val, ecfg.batch_size, ws.pad_id)[0] if val else None
+    val_loss = losses_on(ws.model, ws.slot, theta[None], val, ecfg.batch_size, ws.pad_id)[0] if val and losses else None
     if not test:
         return ClientEvaluation(None, 0, val_loss=val_loss)
     test_set = ws.test_sets[i]
     # the client's own adapter first: where it is also in `all_thetas` it is evaluated once
-    rows = theta[None] if all_thetas is None else torch.cat([theta[None], all_thetas])
-    local, *column = losses_on(ws.model, ws.slot, rows, test_set, ecfg.batch_size, ws.pad_id)
+    rows = [theta[None]] if losses else []
+    rows += [all_thetas] if all_thetas is not None else []
+    scored = losses_on(ws.model, ws.slot, torch.cat(rows), test_set, ecfg.batch_size, ws.pad_id) if rows else []
+    local, column = (scored[0], scored[1:]) if losses else (None, scored)
     scores = None
     if generate and ecfg.generate_per_client > 0:
         n = ecfg.generate_per_client

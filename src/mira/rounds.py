@@ -49,11 +49,12 @@ class Backend(Protocol):
         (in process)."""
 
     def evaluate(self, thetas: torch.Tensor, clients: list[int], generate: bool, test: bool,
-                 cross: dict[int, torch.Tensor], column_only: frozenset[int] = frozenset()) -> dict[int, ClientEvaluation]:
+                 cross: dict[int, torch.Tensor], known: frozenset[int] = frozenset(),
+                 answered: frozenset[int] = frozenset()) -> dict[int, ClientEvaluation]:
         """The evaluations of `clients`, each of its own adapter (row of `thetas`): validation loss and,
-        with `test`, test loss; with `generate`, ROUGE-L and exact match; for a client in `cross`, also
-        the loss of each of those adapters on its test set (its column of the global loss), and that
-        alone for a client in `column_only` (its own adapter's evaluation is known). Clients that failed
+        with `test`, test loss (not for a client in `known`: the server has them); with `generate`,
+        ROUGE-L and exact match (not for a client in `answered`); for a client in `cross`, also the loss
+        of each of those adapters on its test set (its column of the global loss). Clients that failed
         are left out."""
 
 
@@ -217,28 +218,33 @@ class Evaluator:
         first = {}
         for r in rows:
             first.setdefault(digests[r], r)
-        asked, cross, column_only = [], {}, set()
+        asked, cross, known_losses, answered = [], {}, set(), set()
         for k, digest in enumerate(digests):
             known = self.done.get((k, digest, test))
             missing = [r for d, r in first.items() if (k, d) not in self.cells] if k in rows else []
             if not retry and k in self.failed:
                 continue
-            own = known is None or (generate and known.scores is None)
-            if own or missing:
+            needs_answers = generate and (known is None or known.scores is None)
+            if known is None or needs_answers or missing:
                 asked.append(k)
                 if missing:
                     cross[k] = missing
-                if not own:
-                    column_only.add(k)
+                if known is not None:
+                    known_losses.add(k)
+                if not needs_answers:
+                    answered.add(k)
         if asked:
             fresh = self.backend.evaluate(thetas, asked, generate, test, {k: thetas[r] for k, r in cross.items()},
-                                          frozenset(column_only))
+                                          frozenset(known_losses), frozenset(answered))
             self.failed = set(asked) - set(fresh)
             for k, evaluation in fresh.items():
-                if k not in column_only:
-                    self.done[(k, digests[k], test)] = dataclasses.replace(evaluation, column=None)
+                key = (k, digests[k], test)
+                if k not in known_losses:
+                    self.done[key] = dataclasses.replace(evaluation, column=None)
                     if evaluation.local_loss is not None:
                         self.cells[(k, digests[k])] = evaluation.local_loss
+                elif evaluation.scores is not None:  # answers to add to losses computed before
+                    self.done[key] = dataclasses.replace(self.done[key], scores=evaluation.scores)
                 for r, loss in zip(cross.get(k, []), evaluation.column or []):
                     self.cells[(k, digests[r])] = loss
         evaluations = {}

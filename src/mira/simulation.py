@@ -67,12 +67,13 @@ class InProcess:
         return {entry: tensor.numel() * self.bytes_per_value for entry, tensor in message.items()}
 
     def evaluate(self, thetas: torch.Tensor, clients: list[int], generate: bool, test: bool,
-                 cross: dict[int, torch.Tensor], column_only: frozenset[int] = frozenset()) -> dict[int, ClientEvaluation]:
+                 cross: dict[int, torch.Tensor], known: frozenset[int] = frozenset(),
+                 answered: frozenset[int] = frozenset()) -> dict[int, ClientEvaluation]:
         bar = tqdm(clients, leave=False, disable=not self.progress,
                    desc="evaluating" + (" (global loss, ROUGE-L)" if generate else ""))
         with evaluation_precision(self.ws):  # the weights cast once for every client evaluated here
-            return {k: evaluate_client(self.ws, k, thetas[k], generate, cross.get(k), test, own=k not in column_only)
-                    for k in bar}
+            return {k: evaluate_client(self.ws, k, thetas[k], generate and k not in answered, cross.get(k), test,
+                                       losses=k not in known) for k in bar}
 
 
 def evaluate(ws: ClientWorkspace, thetas: torch.Tensor, full: bool, test: bool = True) -> dict:

@@ -130,7 +130,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     everyone = read_adapters(msg.content[ALL_ADAPTERS], precision) if ALL_ADAPTERS in msg.content else None
     config = msg.content[CONFIG]
     result = evaluate_client(ws, k, theta, bool(config["generate"]), everyone, test=bool(config.get("test", True)),
-                             own=bool(config.get("own", True)))
+                             losses=bool(config.get("losses", True)))
     metrics = {"partition-id": k, "tokens": result.tokens}
     metrics |= {name: value for name, value in (("local-loss", result.local_loss), ("val-loss", result.val_loss))
                 if value is not None}

@@ -12,12 +12,13 @@ from ..config import Config, config_text, from_dict
 CONFIG, METRICS = "config", "metrics"
 
 
-def config_record(cfg: Config, round_: int, generate: bool = False, test: bool = True, own: bool = True) -> ConfigRecord:
+def config_record(cfg: Config, round_: int, generate: bool = False, test: bool = True,
+                  losses: bool = True) -> ConfigRecord:
     """The server's whole configuration (so clients need no copy of it: their client step follows
     its federation.algorithm), the round and what to evaluate (`test` false: the validation set only;
-    `own` false: only the other adapters sent, for the client's column of the global loss)."""
+    `losses` false: not the adapter's own losses, which the server has)."""
     return ConfigRecord({"mira-config": config_text(cfg), "round": round_, "generate": generate, "test": test,
-                         "own": own})
+                         "losses": losses})
 
 
 def read_config(record: ConfigRecord) -> tuple[str, Config]:

@@ -147,11 +147,13 @@ class FlowerBackend:
         return updates, traffic([message_sizes(c) for c in contents.values()], received, private)
 
     def evaluate(self, thetas: torch.Tensor, clients: list[int], generate: bool, test: bool,
-                 cross: dict[int, torch.Tensor], column_only: frozenset[int] = frozenset()) -> dict[int, ClientEvaluation]:
+                 cross: dict[int, torch.Tensor], known: frozenset[int] = frozenset(),
+                 answered: frozenset[int] = frozenset()) -> dict[int, ClientEvaluation]:
         self.refresh()
         precision = self.cfg.flower.precision
         contents = {k: RecordDict({ADAPTER: adapter_record(thetas[k], self.layout, precision),
-                                   CONFIG: config_record(self.cfg, 0, generate, test=test, own=k not in column_only),
+                                   CONFIG: config_record(self.cfg, 0, generate and k not in answered, test=test,
+                                                         losses=k not in known),
                                    **({ALL_ADAPTERS: adapters_record(cross[k], precision)} if k in cross else {})})
                     for k in clients}
         evaluations = {}
