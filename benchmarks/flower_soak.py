@@ -34,7 +34,7 @@ NODES, ROUNDS = 8, 10
 TASKS = ["reverse_words", "sort_words", "rotate_words", "add", "difference", "maximum", "sentiment", "topic"]
 OVERRIDES = (f"model.name=tiny-random; data.tasks={json.dumps(TASKS)}; data.train_per_client=16; "
              f"data.test_per_client=4; data.val_per_client=4; federation.rounds={ROUNDS}; "
-             "federation.sample_fraction=1.0; train.local_steps=2; eval.eval_every=5; eval.global_loss=false; "
+             "federation.sample_fraction=1.0; train.local_steps=2; train.batch_size=8; eval.eval_every=5; eval.global_loss=false; "
              "eval.generate_per_client=0; flower.round_timeout=45; flower.min_replies=1; flower.connect_timeout=900; "
              "name=soak")
 TARGETS = list(range(NODES // 2, NODES))  # only these nodes are ever killed

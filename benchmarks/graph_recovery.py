@@ -30,6 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(None, [f"model.name='{args.model}'", f"out_dir='{tmp}'", "federation.algorithm=local",
+                                 "train.batch_size=8", "data.val_per_client=16",
                                  "federation.sample_fraction=1.0", "federation.rounds=1",
                                  f"train.local_steps={args.local_steps}", f"seed={args.seed}",
                                  "eval.generate_per_client=0", "eval.global_loss=false"])

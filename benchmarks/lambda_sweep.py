@@ -34,7 +34,8 @@ def main() -> None:
         for seed in (int(s) for s in args.seeds.split(",")):
             base = load_config(None, [f"model.name='{args.model}'", f"out_dir='{tmp}'", f"seed={seed}",
                                       "mira.graph.kind=ground_truth", "federation.sample_fraction=0.5", "eval.eval_every=6",
-                                      "eval.generate_per_client=0", "train.local_steps=5", *args.overrides])
+                                      "eval.generate_per_client=0", "train.local_steps=5", "train.batch_size=8",
+                                      "data.val_per_client=16", *args.overrides])
             ws = build_workspace(base)
             for lam in LAMBDAS:
                 cfg = dataclasses.replace(base, name=f"lam{lam}-s{seed}",

@@ -25,7 +25,7 @@ from mira.config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ["mira@ground_truth", "mira", "fedit", "ditto", "fedsa_lora", "local"]
 ATTACKS = {"scaled x10": 10.0, "sign-flipped": -1.0, "sign-flipped x10": -10.0}
-SETUP = ["model.name=tiny-random", "train.lr=0.05", "data.train_per_client=48", "data.val_per_client=0",
+SETUP = ["model.name=tiny-random", "train.lr=0.05", "train.batch_size=8", "data.train_per_client=48", "data.val_per_client=0",
          "federation.rounds=4", "federation.sample_fraction=1.0", "train.local_steps=3", "eval.eval_every=4",
          "eval.generate_per_client=0", "eval.global_loss=false", "device=cpu"]
 ATTACKER = 0  # reverse_words, family "words"

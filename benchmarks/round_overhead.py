@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = load_config(None, [f"model.name='{args.model}'", f"federation.sample_count={args.clients}",
-                             f"train.local_steps={args.local_steps}", "device=cpu"])
+                             f"train.local_steps={args.local_steps}", "train.batch_size=8", "device=cpu"])
     ws = build_workspace(cfg)
     thetas = ws.initial_theta.expand(len(ws.clients), -1).clone()
     names = [c.name for c in ws.clients]

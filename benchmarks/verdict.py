@@ -44,8 +44,8 @@ NI_TASKS = ["task141_odd-man-out_classification_category", "task142_odd-man-out_
 SUBSETS = {"ni": ["data.tasks=" + json.dumps(NI_TASKS)], "dolly": ["eval.global_loss=true"]}
 # Data-poor clients, every client trained every round: 32 training, 16 validation and 16 test
 # examples each; 3 rounds x 4 local steps of 8 examples; validation (and test) after every round.
-BUDGET = ["data.train_per_client=32", "data.val_per_client=16", "data.test_per_client=16", "model.max_length=128",
-          "federation.rounds=3", "federation.sample_fraction=1.0", "train.local_steps=4", "eval.eval_every=1",
+BUDGET = ["train.batch_size=8", "data.train_per_client=32", "data.val_per_client=16", "data.test_per_client=16",
+          "model.max_length=128", "federation.rounds=3", "federation.sample_fraction=1.0", "train.local_steps=4", "eval.eval_every=1",
           "eval.generate_per_client=4", "eval.max_new_tokens=16", "model.autocast='bfloat16'"]
 
 
