@@ -47,7 +47,7 @@ SETTINGS = {
     "quickstart": (None, []),
     "ni-verdict": (None, ["data.source=natural_instructions", f"data.path='{SHARED / 'natural-instructions' / 'tasks'}'",
                           f"data.tasks={json.dumps(VERDICT_TASKS)}", "data.train_per_client=32", "model.max_length=128",
-                          "train.local_steps=4", AUTOCAST]),
+                          "train.local_steps=4", "train.batch_size=8", AUTOCAST]),
     "ni-preset": (ROOT / "configs" / "paper_ni.toml",
                   [f"data.path='{SHARED / 'natural-instructions' / 'tasks'}'", "model.max_length=96",
                    "train.local_steps=2", "train.group_by_length=true", AUTOCAST]),

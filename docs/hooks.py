@@ -14,7 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ROOT / "docs" / "results" / "generated"
 OPTIONS = ROOT / "docs" / "reference" / "options.md"
-REPORTS = ("README.md", "results.md", "trials.md", "by_times_sampled.md", "per_seed.md", "curves.md")
+def report_order(path: Path) -> tuple[bool, str]:
+    """A benchmark folder's README.md first, its other Markdown reports by name."""
+    return path.name != "README.md", path.name
 
 
 def option_reference() -> str:
@@ -47,7 +49,7 @@ def results_pages() -> list[str]:
     shutil.rmtree(GENERATED, ignore_errors=True)
     names = []
     for folder in sorted(p for p in (ROOT / "benchmarks" / "results").iterdir() if p.is_dir()):
-        reports = [folder / r for r in REPORTS if (folder / r).is_file()]
+        reports = sorted(folder.glob("*.md"), key=report_order)
         if not reports:
             continue
         (GENERATED / folder.name).mkdir(parents=True)
@@ -58,8 +60,8 @@ def results_pages() -> list[str]:
              "`benchmarks/results/<name>/`; they are shown here as written (re-render a comparison's with "
              "`mira report benchmarks/results/<name>/runs`).", ""]
     for name in names:
-        pages = [r for r in REPORTS if (GENERATED / name / r).is_file()]
-        lines.append(f"- **{name}**: " + ", ".join(f"[{r.removesuffix('.md')}]({name}/{r})" for r in pages))
+        pages = sorted((GENERATED / name).glob("*.md"), key=report_order)
+        lines.append(f"- **{name}**: " + ", ".join(f"[{p.stem}]({name}/{p.name})" for p in pages))
     (GENERATED / "index.md").write_text("\n".join(lines) + "\n")
     return names
 
