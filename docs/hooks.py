@@ -14,6 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ROOT / "docs" / "results" / "generated"
 OPTIONS = ROOT / "docs" / "reference" / "options.md"
+
+
 def report_order(path: Path) -> tuple[bool, str]:
     """A benchmark folder's README.md first, its other Markdown reports by name."""
     return path.name != "README.md", path.name
@@ -47,7 +49,7 @@ def option_reference() -> str:
 def results_pages() -> list[str]:
     """Copy every benchmark's report (and its plots) into docs/results/generated/<name>/; the names."""
     shutil.rmtree(GENERATED, ignore_errors=True)
-    names = []
+    pages = {}
     for folder in sorted(p for p in (ROOT / "benchmarks" / "results").iterdir() if p.is_dir()):
         reports = sorted(folder.glob("*.md"), key=report_order)
         if not reports:
@@ -55,15 +57,14 @@ def results_pages() -> list[str]:
         (GENERATED / folder.name).mkdir(parents=True)
         for path in reports + sorted(folder.glob("*.png")):
             shutil.copy(path, GENERATED / folder.name / path.name)
-        names.append(folder.name)
+        pages[folder.name] = reports
     lines = ["# All benchmark results", "", "Each benchmark script writes its own report into "
              "`benchmarks/results/<name>/`; they are shown here as written (re-render a comparison's with "
              "`mira report benchmarks/results/<name>/runs`).", ""]
-    for name in names:
-        pages = sorted((GENERATED / name).glob("*.md"), key=report_order)
-        lines.append(f"- **{name}**: " + ", ".join(f"[{p.stem}]({name}/{p.name})" for p in pages))
+    for name, reports in pages.items():
+        lines.append(f"- **{name}**: " + ", ".join(f"[{p.stem}]({name}/{p.name})" for p in reports))
     (GENERATED / "index.md").write_text("\n".join(lines) + "\n")
-    return names
+    return list(pages)
 
 
 TABLE = re.compile(r"^<!-- table (\S+) (.+?) -->$", re.MULTILINE)

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 from .algorithms import adapter_key
-from .callbacks import Callback, SharedInitialEvaluation, evaluation_part
+from .callbacks import SharedInitialEvaluation, evaluation_part
 from .checkpoint import atomic_write_text
 from .client import shared_workspace
 from .config import Config, ConfigError, flatten, from_dict, load_config, merge, migrate, save_config, to_dict
@@ -88,16 +88,20 @@ def sibling_initial_evaluation(sub: Config) -> dict | None:
     return None
 
 
-class RoundZeroTurn(Callback):
-    """Sub-runs of one comparison started side by side (a process each) evaluate round 0 once: a fresh
-    sub-run holds a lock on the comparison's folder from looking for a sibling's round-0 evaluation until
-    its own round-0 record is written, so a sibling waiting for the lock then takes that record. The
-    lock goes with its process (a crashed run holds nothing); where the OS has no fcntl, no lock."""
+class RoundZeroTurn(SharedInitialEvaluation):
+    """A fresh sub-run's round-0 evaluation when sub-runs of one comparison are started side by side (a
+    process each): it holds a lock on the comparison's folder from looking for a sibling's round-0
+    evaluation (`sibling_initial_evaluation`) until, finding none, its own round-0 record is written,
+    so a sibling waiting for the lock then takes that record. The lock goes with its process (a crashed
+    run holds nothing); where the OS has no fcntl, no lock."""
 
-    def __init__(self, folder: Path, seed: int):
-        self.file = open(folder / f".round-0-s{seed}.lock", "w")
+    def __init__(self, sub: Config):
+        self.file = open(sub.run_dir.parent / f".round-0-s{sub.seed}.lock", "w")
         if fcntl is not None:
             fcntl.flock(self.file, fcntl.LOCK_EX)
+        super().__init__(sibling_initial_evaluation(sub))
+        if self.record is not None:
+            self.release()
 
     def on_round_end(self, record: dict) -> None:
         if record["round"] == 0:
@@ -154,18 +158,12 @@ def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool =
         for sub in todo:
             log.info("compare: %s", sub.name)
             resume = (sub.run_dir / "checkpoint.safetensors").is_file() and not (sub.run_dir / RESTART).exists()
-            callbacks = []
-            if not resume:
-                turn = RoundZeroTurn(out, seed)
-                given = sibling_initial_evaluation(sub)
-                if given is not None:
-                    turn.release()
-                callbacks = [SharedInitialEvaluation(given), turn]
+            turn = None if resume else RoundZeroTurn(sub)
             try:
                 run(sub, overwrite=True, progress=progress, ws=shared_workspace(workspaces, sub), resume=resume,
-                    callbacks=callbacks)
+                    callbacks=[turn] if turn else [])
             finally:
-                if not resume:
+                if turn:
                     turn.release()
             (sub.run_dir / RESTART).unlink(missing_ok=True)
             if on_finished is not None:
