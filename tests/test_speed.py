@@ -146,3 +146,29 @@ def test_quantized_lora_trains_on_a_gpu(tiny_config, tmp_path):
                                          "device='cuda'"))
         reply = train_client(ws, 0, {"adapter": ws.initial_theta}, round_=1).reply["adapter"]
         assert not torch.equal(reply, ws.initial_theta)
+
+
+def test_flower_sends_a_client_its_own_adapter_only_where_it_is_scored(tiny_config, monkeypatch):
+    """On Flower, a client asked only for global-loss cells (its losses and answers known) is sent the
+    adapters to score, not its own."""
+    from mira.algorithms import ADAPTER
+    from mira.client import build_workspace, evaluate_client
+    from mira.flower.config_message import CONFIG
+    from mira.flower.serverapp import FlowerBackend
+    from mira.flower.transport import ALL_ADAPTERS
+
+    sent = {}
+    monkeypatch.setattr(FlowerBackend, "refresh", lambda self: None)
+    monkeypatch.setattr(FlowerBackend, "_exchange", lambda self, kind, contents, when: sent.update(contents) or {})
+    cfg = tiny_config()
+    ws = build_workspace(cfg)
+    thetas = ws.initial_theta.repeat(3, 1)
+    FlowerBackend(None, cfg, ws.slot.layout).evaluate(thetas, [0, 1, 2], generate=True, test=True,
+                                                      cross={k: thetas for k in range(3)},
+                                                      known=frozenset({1, 2}), answered=frozenset({0, 2}))
+    assert [ADAPTER in sent[k] for k in range(3)] == [True, True, False]
+    assert all(ALL_ADAPTERS in content for content in sent.values())
+    assert [(bool(sent[k][CONFIG]["losses"]), bool(sent[k][CONFIG]["generate"])) for k in range(3)] == [
+        (True, False), (False, True), (False, False)]
+    column_only = evaluate_client(ws, 2, None, False, thetas, losses=False)  # what the node then computes
+    assert column_only.local_loss is None and column_only.val_loss is None and len(column_only.column) == 3

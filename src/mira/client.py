@@ -273,18 +273,18 @@ class ClientEvaluation:
     val_loss: float | None = None
 
 
-def evaluate_client(ws: ClientWorkspace, k: int, theta: torch.Tensor, generate: bool,
+def evaluate_client(ws: ClientWorkspace, k: int, theta: torch.Tensor | None, generate: bool,
                     all_thetas: torch.Tensor | None = None, test: bool = True, losses: bool = True) -> ClientEvaluation:
     """Client k's evaluation of `theta`: validation loss (if it has a validation set) and, with
     `test`, test loss; with `all_thetas`, also every client's adapter on its test set; with
     `generate`, ROUGE-L and exact match on the first eval.generate_per_client test examples.
     Without `test` the test set is not read at all (tuning); without `losses`, `theta`'s validation
-    and test loss are left out (the server has them)."""
+    and test loss are left out (the server has them); `theta` may then be None unless `generate`."""
     with evaluation_precision(ws):
         return _evaluate_client(ws, ws.position(k), theta, generate, all_thetas, test, losses)
 
 
-def _evaluate_client(ws: ClientWorkspace, i: int, theta: torch.Tensor, generate: bool,
+def _evaluate_client(ws: ClientWorkspace, i: int, theta: torch.Tensor | None, generate: bool,
                      all_thetas: torch.Tensor | None, test: bool, losses: bool) -> ClientEvaluation:
     ecfg, val = ws.cfg.eval, ws.val_sets[i]
     val_loss = losses_on(ws.model, ws.slot, theta[None], val, ecfg.batch_size, ws.pad_id)[0] if val and losses else None

@@ -126,7 +126,8 @@ def evaluate(msg: Message, context: Context) -> Message:
 
     ws, k, _ = _client(msg, context)
     precision = ws.cfg.flower.precision
-    theta = read_adapter(msg.content[ADAPTER], ws.slot.layout, precision)
+    # no adapter of its own when asked only for other adapters' losses (global-loss cells)
+    theta = read_adapter(msg.content[ADAPTER], ws.slot.layout, precision) if ADAPTER in msg.content else None
     everyone = read_adapters(msg.content[ALL_ADAPTERS], precision) if ALL_ADAPTERS in msg.content else None
     config = msg.content[CONFIG]
     result = evaluate_client(ws, k, theta, bool(config["generate"]), everyone, test=bool(config.get("test", True)),

@@ -151,11 +151,12 @@ class FlowerBackend:
                  answered: frozenset[int] = frozenset()) -> dict[int, ClientEvaluation]:
         self.refresh()
         precision = self.cfg.flower.precision
-        contents = {k: RecordDict({ADAPTER: adapter_record(thetas[k], self.layout, precision),
-                                   CONFIG: config_record(self.cfg, 0, generate and k not in answered, test=test,
-                                                         losses=k not in known),
-                                   **({ALL_ADAPTERS: adapters_record(cross[k], precision)} if k in cross else {})})
-                    for k in clients}
+        contents = {}
+        for k in clients:
+            losses, answers = k not in known, generate and k not in answered
+            own = {ADAPTER: adapter_record(thetas[k], self.layout, precision)} if losses or answers else {}
+            contents[k] = RecordDict(own | {CONFIG: config_record(self.cfg, 0, answers, test=test, losses=losses)}
+                                     | ({ALL_ADAPTERS: adapters_record(cross[k], precision)} if k in cross else {}))
         evaluations = {}
         for k, reply in self._exchange(MessageType.EVALUATE, contents, "evaluation").items():
             m = reply.content[METRICS]
