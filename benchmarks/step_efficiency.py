@@ -10,8 +10,9 @@ at response positions, on length-grouped batches where the setting groups them (
 the attention kernel train.attention picks (eager under bfloat16 autocast on CPU).
 
 With --runs, it also splits recorded sub-runs' wall time (metrics.jsonl: train_seconds, eval_seconds,
-wall_seconds per round) into training, evaluation and the rest (server bookkeeping, metrics, checkpoints),
-and counts the client evaluations the run asked for against re-evaluating every client each time.
+generate_seconds, checkpoint_seconds, wall_seconds per round) into training, evaluation (and within it the
+generation of answers for ROUGE-L), checkpoints and the rest (server bookkeeping, metrics), and counts the
+client evaluations the run asked for against re-evaluating every client each time.
 
     python benchmarks/step_efficiency.py                      # all three settings, 1 thread
     python benchmarks/step_efficiency.py --settings ni-preset --threads 2
@@ -143,20 +144,24 @@ PERSONAL = {"mira", "local", "ditto"}
 def split(run_dirs: list[Path]) -> list[str]:
     """Each recorded sub-run's wall time by part, and its client evaluations against evaluating everyone."""
     lines = ["\n## Recorded sub-runs: where the wall time went", "",
-             "| sub-run | rounds | wall min | training | evaluation | of which the last round's | rest | client evaluations "
-             "| of re-evaluating all |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| sub-run | rounds | wall min | training | evaluation | of which answers | of which the last round's "
+             "| checkpoints | rest | client evaluations | of re-evaluating all |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in run_dirs:
         history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         clients = json.loads((run / "clients.json").read_text())
         shared = load_config(run / "config.toml").federation.algorithm not in PERSONAL
         timed = [r for r in history if "wall_seconds" in r]
         if not timed:
-            lines.append(f"| {run.name} | recorded before wall_seconds existed | | | | | | |")
+            lines.append(f"| {run.name} | recorded before wall_seconds existed |" + " |" * 9)
             continue
         wall = sum(r["wall_seconds"] for r in timed)
-        train = sum(r.get("train_seconds", 0.0) for r in timed)
-        evaluation = sum(r.get("eval_seconds", 0.0) for r in timed)
+        parts = {key: sum(r.get(key, 0.0) for r in timed) for key in
+                 ("train_seconds", "eval_seconds", "generate_seconds", "checkpoint_seconds")}
+        # older records lack generate_seconds and checkpoint_seconds: their checkpoints were written outside
+        # wall_seconds, their answers counted in eval_seconds only
+        share = {key: f"{value / wall:.0%}" if any(key in r for r in timed) else "not recorded"
+                 for key, value in parts.items()}
         asked = every = 0
         changed: set[str] = set()
         for r in history:
@@ -166,9 +171,10 @@ def split(run_dirs: list[Path]) -> list[str]:
                     every += len(clients)
                     asked += len(clients) if shared else len(changed)
                 changed = set()
-        last = timed[-1].get("eval_seconds", 0.0)
-        lines.append(f"| {run.name} | {len(timed)} | {wall / 60:.1f} | {train / wall:.0%} | {evaluation / wall:.0%} | "
-                     f"{last / wall:.0%} | {(wall - train - evaluation) / wall:.0%} | {asked} | {asked / max(every, 1):.0%} |")
+        rest = wall - parts["train_seconds"] - parts["eval_seconds"] - parts["checkpoint_seconds"]
+        lines.append(f"| {run.name} | {len(timed)} | {wall / 60:.1f} | {share['train_seconds']} | {share['eval_seconds']} "
+                     f"| {share['generate_seconds']} | {timed[-1].get('eval_seconds', 0.0) / wall:.0%} "
+                     f"| {share['checkpoint_seconds']} | {rest / wall:.0%} | {asked} | {asked / max(every, 1):.0%} |")
     return lines
 
 

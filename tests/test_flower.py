@@ -58,6 +58,9 @@ def assert_same_as_simulator(tmp_path: Path, run_dir: Path, overrides: str, log:
     for flower_record, sim_record in zip(records(run_dir), records(expected), strict=True):
         for key in ("mean_local_loss", "mean_val_loss", "mean_global_loss", "bytes_up", "bytes_down", "bytes_state"):
             assert flower_record.get(key) == pytest.approx(sim_record.get(key), abs=1e-4)
+        timings = sorted(k for k in sim_record if k.endswith("_seconds"))  # the same parts timed, answers by the nodes
+        assert sorted(k for k in flower_record if k.endswith("_seconds")) == timings
+        assert (flower_record.get("generate_seconds", 0) > 0) == (sim_record.get("generate_seconds", 0) > 0)
     flower_selected, sim_selected = (records(d)[-1].get("selected", {}) for d in (run_dir, expected))
     for key in ("mean_local_loss", "mean_global_loss", "mean_rouge_l"):  # of the validation-selected adapters
         assert flower_selected.get(key) == pytest.approx(sim_selected.get(key), abs=1e-4)

@@ -1,6 +1,7 @@
 """What the speed work must keep exact: response-only training loss, length-grouped batches and
 reused evaluations."""
 
+import pytest
 import torch
 
 from mira.config import ModelConfig
@@ -82,6 +83,53 @@ def test_reused_evaluations_equal_fresh_ones_exactly(tiny_config, evaluations):
         assert final[key] == fresh[key], key
     rows = global_loss_clients(cfg, len(names))
     assert len(rows) == 4 and len(final["loss_matrix"]) == 4
+
+
+def test_records_split_a_rounds_wall_time_into_training_evaluation_answers_and_checkpoint(tiny_config):
+    from mira.checkpoint import load_checkpoint
+    from mira.results import read_history
+    from mira.simulation import run
+
+    cfg = tiny_config("name=timed", "federation.rounds=3", "federation.sample_count=3", "eval.eval_every=2",
+                      "eval.global_loss=false")
+    result = run(cfg, progress=False)
+    assert read_history(cfg.run_dir) == result.history
+    first, *rounds = result.history
+    assert 0 < first["generate_seconds"] < first["eval_seconds"] == first["wall_seconds"]
+    for record in rounds:
+        parts = record["train_seconds"] + record.get("eval_seconds", 0.0) + record["checkpoint_seconds"]
+        assert record["checkpoint_seconds"] > 0 and parts <= record["wall_seconds"] < parts + 0.5
+    assert "eval_seconds" in rounds[1] and "generate_seconds" not in rounds[1]  # round 2: losses, no answers
+    assert 0 < rounds[2]["generate_seconds"] < rounds[2]["eval_seconds"]  # round 3, the last: answers too
+    assert load_checkpoint(cfg.run_dir).round == 3 and not list(cfg.run_dir.glob(".*.tmp*"))
+
+
+def test_a_crash_after_a_rounds_record_leaves_the_previous_checkpoint_and_resumes_exactly(tiny_config):
+    """The checkpoint is staged before the round's record is written and put in place after the
+    callbacks: a crash between the two leaves metrics ahead of the checkpoint, never behind."""
+    from mira.callbacks import Callback
+    from mira.checkpoint import load_checkpoint
+    from mira.results import read_history
+    from mira.simulation import run
+
+    class CrashAtRound2(Callback):
+        def on_round_end(self, record):
+            if record["round"] == 2:
+                raise RuntimeError("crashed")
+
+    cheap = ("federation.rounds=3", "federation.sample_count=3", "eval.eval_every=3", "eval.generate_per_client=0",
+             "eval.global_loss=false")
+    cfg = tiny_config("name=crashed", *cheap)
+    with pytest.raises(RuntimeError, match="crashed"):
+        run(cfg, progress=False, callbacks=[CrashAtRound2()])
+    assert read_history(cfg.run_dir)[-1]["round"] == 2 and load_checkpoint(cfg.run_dir).round == 1
+    assert list(cfg.run_dir.glob(".*.tmp*")), "round 2's staged checkpoint"
+    resumed = run(cfg, progress=False, resume=True)
+    full = run(tiny_config("name=uncut", *cheap), progress=False)
+    untimed = [[{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in h]
+               for h in (resumed.history, full.history)]
+    assert untimed[0] == untimed[1] and torch.equal(resumed.thetas, full.thetas)
+    assert not list(cfg.run_dir.glob(".*.tmp*"))
 
 
 def test_gradient_checkpointing_trains_the_same_adapter(tiny_config):

@@ -90,7 +90,8 @@ class Run:
         import pandas as pd
 
         per_client = [*MetricsWriter.METRICS, "epsilon"]
-        per_round = ("bytes_down", "bytes_up", "bytes_state", "train_seconds", "eval_seconds", "wall_seconds")
+        per_round = ("bytes_down", "bytes_up", "bytes_state", "train_seconds", "eval_seconds", "generate_seconds",
+                     "checkpoint_seconds", "wall_seconds")
         rows = [{"round": r["round"], "client": c.name, "family": c.family, "sampled": c.name in r.get("sampled", ()),
                  **{key: r.get(key, {}).get(c.name) for key in per_client},
                  **{key: r.get(key) for key in per_round}}

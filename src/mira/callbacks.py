@@ -47,4 +47,4 @@ class SharedInitialEvaluation(Callback):
 
 def evaluation_part(record: dict) -> dict:
     """A round's evaluation metrics without its round number, sampling and timings."""
-    return {k: v for k, v in record.items() if k not in ("round", "sampled", "eval_seconds", "wall_seconds")}
+    return {k: v for k, v in record.items() if k not in ("round", "sampled") and not k.endswith("_seconds")}

@@ -67,6 +67,13 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> None:
     """Write the state after round `ckpt.round`; a crash at any point leaves the previous one intact."""
+    os.replace(stage_checkpoint(run_dir, ckpt), run_dir / CHECKPOINT)
+
+
+def stage_checkpoint(run_dir: Path, ckpt: Checkpoint) -> Path:
+    """Write the state after round `ckpt.round` to a temporary file in `run_dir` and return its path:
+    `os.replace` it onto run_dir / CHECKPOINT to put it in place (a crash before that leaves the previous
+    checkpoint, and a temporary that `remove_stale_temporaries` deletes)."""
     tensors = {"thetas": ckpt.thetas.contiguous()}
     tensors |= {f"server.{name}": value.contiguous() for name, value in ckpt.server_state.items()}
     tensors |= {f"selection.{name}": value.contiguous() for name, value in ckpt.selection.items()}
@@ -82,7 +89,7 @@ def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> None:
     tmp = run_dir / f".{CHECKPOINT}.tmp{os.getpid()}"
     meta = {"format": FORMAT, "round": ckpt.round, "optimizers": optimizers}
     save_file(tensors, str(tmp), metadata={"mira": json.dumps(meta | {"digest": _digest(tensors, meta)})})
-    os.replace(tmp, run_dir / CHECKPOINT)
+    return tmp
 
 
 def load_checkpoint(run_dir: Path) -> Checkpoint:

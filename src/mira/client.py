@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
+import time
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -271,6 +272,8 @@ class ClientEvaluation:
     scores: dict[str, float] | None = None
     """ROUGE-L and exact match of greedy answers."""
     val_loss: float | None = None
+    generate_seconds: float = 0.0
+    """Seconds spent generating the answers that `scores` scores."""
 
 
 def evaluate_client(ws: ClientWorkspace, k: int, theta: torch.Tensor | None, generate: bool,
@@ -296,11 +299,11 @@ def _evaluate_client(ws: ClientWorkspace, i: int, theta: torch.Tensor | None, ge
     rows += [all_thetas] if all_thetas is not None else []
     scored = losses_on(ws.model, ws.slot, torch.cat(rows), test_set, ecfg.batch_size, ws.pad_id) if rows else []
     local, column = (scored[0], scored[1:]) if losses else (None, scored)
-    scores = None
+    scores, begin = None, time.perf_counter()
     if generate and ecfg.generate_per_client > 0:
         n = ecfg.generate_per_client
         ws.slot.set(theta)  # losses_on left the slot holding whichever adapter it evaluated last
         scores = generation_scores(ws.model, ws.tokenizer, ws.clients[i].test[:n], test_set[:n],
                                    ecfg.max_new_tokens, ecfg.batch_size)
     return ClientEvaluation(local, response_tokens(test_set), column if all_thetas is not None else None, scores,
-                            val_loss)
+                            val_loss, time.perf_counter() - begin if scores is not None else 0.0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import random
 import shutil
 import time
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 from .algorithms import ADAPTER, Algorithm, Message
 from .algorithms.base import screen_replies
 from .callbacks import Callback
-from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint, remove_stale_temporaries, save_checkpoint
+from .checkpoint import CHECKPOINT, Checkpoint, load_checkpoint, remove_stale_temporaries, stage_checkpoint
 from .client import ClientEvaluation, ClientUpdate
 from .config import Config, FederationConfig, save_config
 from .data import ClientData
@@ -206,6 +207,8 @@ class Evaluator:
         """(client, adapter): the adapter's loss on the client's test set"""
         self.failed: set[int] = set()
         """The clients whose evaluation failed at the latest call (a node gone)"""
+        self.generate_seconds = 0.0
+        """The clients' seconds spent generating answers at the latest call, summed over them"""
 
     def __call__(self, thetas: torch.Tensor, full: bool, test: bool = True, retry: bool = True) -> dict:
         """The round's evaluation metrics (see `summarise_evaluation`) of every client's adapter: validation
@@ -218,7 +221,7 @@ class Evaluator:
         first = {}
         for r in rows:
             first.setdefault(digests[r], r)
-        asked, cross, known_losses, answered = [], {}, set(), set()
+        asked, cross, known_losses, answered, fresh = [], {}, set(), set(), {}
         for k, digest in enumerate(digests):
             known = self.done.get((k, digest, test))
             missing = [r for d, r in first.items() if (k, d) not in self.cells] if k in rows else []
@@ -253,6 +256,7 @@ class Evaluator:
                 cells = [self.cells.get((k, digests[r])) for r in rows] if k in rows else None
                 column = cells if cells is not None and None not in cells else None  # None: a client gone
                 evaluations[k] = dataclasses.replace(known, column=column, scores=known.scores if generate else None)
+        self.generate_seconds = sum(e.generate_seconds for e in fresh.values())
         return summarise_evaluation(self.names, evaluations, rows)
 
 
@@ -337,19 +341,30 @@ def _starting_state(cfg: Config, clients: list[ClientData], layout: AdapterLayou
 
 
 class Checkpointer(Callback):
-    """Saves the federation's state every cfg.checkpoint_every rounds and after the last, then tells
-    the `callbacks` (their on_checkpoint)."""
+    """Saves the federation's state every cfg.checkpoint_every rounds and after the last, in two steps:
+    `stage` writes it to a temporary file before the round's record is written, noting the time it took
+    (`checkpoint_seconds`, part of `wall_seconds`); `on_round_end`, after the other callbacks, puts it in
+    place and tells the `callbacks` (their on_checkpoint). metrics.jsonl never lags the checkpoint."""
 
     def __init__(self, cfg: Config, state: FederationState, algorithm: Algorithm, callbacks: Sequence[Callback]):
         self.run_dir, self.every, self.rounds = cfg.run_dir, cfg.checkpoint_every, cfg.federation.rounds
         self.state, self.algorithm, self.callbacks = state, algorithm, callbacks
+        self.staged: Path | None = None
 
-    def on_round_end(self, record: dict) -> None:
+    def stage(self, record: dict) -> None:
         round_ = record["round"]
         if round_ > 0 and self.every and (round_ % self.every == 0 or round_ == self.rounds):
-            save_checkpoint(self.run_dir, self.state.checkpoint(self.algorithm))
+            begin = time.perf_counter()
+            self.staged = stage_checkpoint(self.run_dir, self.state.checkpoint(self.algorithm))
+            spent = time.perf_counter() - begin
+            record |= {"checkpoint_seconds": spent, "wall_seconds": record["wall_seconds"] + spent}
+
+    def on_round_end(self, record: dict) -> None:
+        if self.staged is not None:
+            os.replace(self.staged, self.run_dir / CHECKPOINT)
+            self.staged = None
             for callback in self.callbacks:
-                callback.on_checkpoint(self.run_dir, round_)
+                callback.on_checkpoint(self.run_dir, record["round"])
 
 
 class ModelSelection(Callback):
@@ -372,7 +387,8 @@ class ModelSelection(Callback):
             record["selected"] = selection.summary(names) | {
                 key: value for key, value in selected.items() if key.removeprefix("mean_") in EVALUATED}
             spent = time.perf_counter() - begin
-            record |= {"eval_seconds": record["eval_seconds"] + spent, "wall_seconds": record["wall_seconds"] + spent}
+            record |= {"eval_seconds": record["eval_seconds"] + spent, "wall_seconds": record["wall_seconds"] + spent,
+                       "generate_seconds": record.get("generate_seconds", 0.0) + self.evaluate.generate_seconds}
 
 
 def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout, initial_theta: torch.Tensor,
@@ -394,18 +410,23 @@ def run_federation(cfg: Config, clients: list[ClientData], layout: AdapterLayout
     evaluate = Evaluator(backend, cfg, names)
 
     def evaluation(record: dict, full: bool) -> dict:
-        """The round's evaluation added to `record`, the time it took noted."""
+        """The round's evaluation added to `record`, the time it took noted (and that of the answers)."""
         begin = time.perf_counter()
         record |= evaluate(state.thetas, full=full and test, test=test)
-        return record | {"eval_seconds": time.perf_counter() - begin}
+        answers = {"generate_seconds": evaluate.generate_seconds} if full and test else {}
+        return record | {"eval_seconds": time.perf_counter() - begin} | answers
 
-    loop_callbacks = (ModelSelection(state, evaluate, fcfg.rounds, test), writer, tracker, *callbacks,
-                      Checkpointer(cfg, state, algorithm, callbacks))
+    selection = ModelSelection(state, evaluate, fcfg.rounds, test)
+    checkpointer = Checkpointer(cfg, state, algorithm, callbacks)
 
     def close(record: dict, evaluated: bool) -> None:
-        """Write the round's record, tell the tracker and the callbacks, checkpoint where due."""
+        """Select models, stage the checkpoint where due, write the round's record, tell the tracker and the
+        callbacks, put the checkpoint in place."""
         state.history.append(record)
-        for callback in loop_callbacks:
+        if evaluated:
+            selection.on_evaluation(record["round"], record)
+        checkpointer.stage(record)
+        for callback in (writer, tracker, *callbacks, checkpointer):
             if evaluated:
                 callback.on_evaluation(record["round"], record)
             callback.on_round_end(record)

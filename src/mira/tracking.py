@@ -17,7 +17,8 @@ TENSORBOARD = "tensorboard"
 """The folder of a run's event files, inside its run directory."""
 SCALARS = ("mean_train_loss", "mean_val_loss", "mean_local_loss", "mean_global_loss", "mean_selected_val_loss",
            "mean_rouge_l", "mean_exact_match", "bytes_up", "bytes_down", "bytes_state", "edge_precision", "edge_recall",
-           "mean_epsilon", "max_epsilon", "eval_seconds", "wall_seconds", "train_seconds")
+           "mean_epsilon", "max_epsilon", "train_seconds", "eval_seconds", "generate_seconds", "checkpoint_seconds",
+           "wall_seconds")
 
 
 class RunTracker(Callback):

@@ -137,5 +137,7 @@ def evaluate(msg: Message, context: Context) -> Message:
                 if value is not None}
     if result.column is not None:
         metrics["column"] = result.column
-    metrics |= {name.replace("_", "-"): value for name, value in (result.scores or {}).items()}
+    if result.scores is not None:
+        metrics |= {name.replace("_", "-"): value for name, value in result.scores.items()}
+        metrics["generate-seconds"] = result.generate_seconds
     return Message(RecordDict({METRICS: MetricRecord(metrics)}), reply_to=msg)

@@ -163,7 +163,8 @@ class FlowerBackend:
             scores = {"rouge_l": float(m["rouge-l"]), "exact_match": float(m["exact-match"])} if "rouge-l" in m else None
             evaluations[k] = ClientEvaluation(float(m["local-loss"]) if "local-loss" in m else None, int(m["tokens"]),
                                               [float(v) for v in m["column"]] if "column" in m else None, scores,
-                                              float(m["val-loss"]) if "val-loss" in m else None)
+                                              float(m["val-loss"]) if "val-loss" in m else None,
+                                              float(m["generate-seconds"]) if "generate-seconds" in m else 0.0)
         return evaluations
 
 
