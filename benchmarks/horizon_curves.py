@@ -35,9 +35,9 @@ PRESETS = {
               "categories, at most 48 training, 16 validation and 16 test examples a client"),
 }
 CAVEAT = ("One seed, settings from a proxy tuning (each variant's best in the NI verdict's equal-budget "
-          "validation study, which ran before the bfloat16 fix: benchmarks/paper_params.toml), a 135M model and 2 local steps a visit where the paper trains a 7B model "
-          "for many: this tests the paper's claim in its regime of clients, tasks and rounds, not at its "
-          "model size.")
+          "validation study, which ran before the bfloat16 fix: benchmarks/paper_params.toml), a 135M model "
+          "and 2 local steps a visit where the paper trains a 7B model for many: this tests the paper's claim "
+          "in its regime of clients, tasks and rounds, not at its model size.")
 
 
 def markdown(frame: pd.DataFrame) -> list[str]:

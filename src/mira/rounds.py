@@ -367,10 +367,11 @@ class Checkpointer(Callback):
                 callback.on_checkpoint(self.run_dir, record["round"])
 
 
-class ModelSelection(Callback):
+class ModelSelection:
     """Per-client model selection: at every evaluation each client keeps its adapter if its validation
     loss is its lowest so far (`state.selection`); after the last round the selected adapters' test
-    metrics join the round's record (`selected`), unless the run only validates (tuning)."""
+    metrics join the round's record (`selected`), unless the run only validates (tuning). The round loop
+    calls it before the checkpoint is staged, which saves the selection."""
 
     def __init__(self, state: FederationState, evaluate: Evaluator, last_round: int, test: bool):
         self.state, self.evaluate, self.last_round, self.test = state, evaluate, last_round, test
