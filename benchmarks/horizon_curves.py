@@ -36,9 +36,9 @@ PRESETS = {
 }
 CAVEAT = ("One seed, settings from a proxy tuning (each variant's best in the NI verdict's equal-budget "
           "validation tuning with the bfloat16 fix: benchmarks/paper_params.toml; each sub-run's config.toml "
-          "holds the settings it ran with), a 135M model "
-          "and 2 local steps a visit where the paper trains a 7B model for many: this tests the paper's claim "
-          "in its regime of clients, tasks and rounds, not at its model size.")
+          "holds the settings it ran with), a 135M model and 2 local steps a visit where the paper trains a 7B "
+          "model for many: this tests the paper's claim in its regime of clients, tasks and rounds, not at its "
+          "model size.")
 
 
 def markdown(frame: pd.DataFrame) -> list[str]:
