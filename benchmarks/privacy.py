@@ -34,8 +34,8 @@ from compare_real import DATASETS, ROOT, compare_kept, publish  # noqa: E402
 from mira.comparison import read_params  # noqa: E402
 from mira.config import load_config  # noqa: E402
 from mira.privacy import epsilon  # noqa: E402
-from mira.results import read_history  # noqa: E402
-from paper_presets import BUDGETS  # noqa: E402
+from mira.results import read_history, spec_of  # noqa: E402
+from paper_presets import BUDGETS, report_everything_recorded  # noqa: E402
 from verdict import BUDGET, SUBSETS  # noqa: E402
 
 VARIANTS = ["mira@ground_truth", "fedit"]
@@ -104,9 +104,11 @@ def main() -> None:
         name = setting.level(level)
         overrides = [*setting.overrides, *private, f"name='{name}'", f"out_dir='{ROOT / 'runs' / 'benchmarks'}'"]
         out = compare_kept(load_config(setting.config, overrides), variants, seeds, name, params)
+        # what is finished, also by a command beside this one whose variant may still be training
+        published, finished_seeds = report_everything_recorded(out, RESULTS / name)
         publish(out, name, overrides, "benchmarks/privacy.py",
-                ["--setting", args.setting, "--levels", level, "--clip", str(args.clip), "--seeds", args.seeds,
-                 "--algorithms", args.algorithms])
+                ["--setting", args.setting, "--levels", level, "--clip", str(args.clip),
+                 "--seeds", ",".join(map(str, finished_seeds)), "--algorithms", ",".join(map(spec_of, published))])
     summarise(setting, [level for level in ["none", "16", "4", "1"] if (RESULTS / setting.level(level) / "runs").is_dir()],
               seeds)
 

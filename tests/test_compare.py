@@ -227,3 +227,26 @@ def test_crossover_is_the_round_from_which_a_curve_stays_below():
     assert crossover(rounds, [3.0, 2.0, 2.5, 1.8, 1.7], [3.0, 2.2, 2.1, 1.9, 1.9]) == 15  # dipped below, came back
     assert crossover(rounds, [3.0, 2.5, 2.0, 1.8, 2.0], [3.0, 2.2, 2.1, 1.9, 1.9]) is None  # above at the end
     assert crossover(rounds, [2.9, 2.0, 1.9, 1.8, 1.7], [3.0, 2.2, 2.1, 1.9, 1.9]) == 0
+
+
+def test_a_privacy_command_finishing_beside_another_publishes_what_is_finished(tmp_path, monkeypatch):
+    """benchmarks/privacy.py --algorithms fedit, finishing while a command beside it still trains MIRA at
+    the same level, publishes FedIT's table (it used to fail: the comparison named the unfinished MIRA)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import privacy
+    from mira.results import ADAPTERS
+
+    out = tmp_path / "privacy-ni-60-eps16"
+    (out / "fedit-s0" / ADAPTERS).mkdir(parents=True)
+    (out / "mira+ground_truth-s0").mkdir()  # still training
+    (out / "comparison.json").write_text(json.dumps({"variants": ["mira+ground_truth"], "seeds": [0], "params": {}}))
+    published = []
+    monkeypatch.setattr(privacy, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(privacy, "compare_kept", lambda *args: out)
+    monkeypatch.setattr(privacy, "publish", lambda out, name, overrides, script, argv: published.append(argv))
+    monkeypatch.setattr(privacy, "summarise", lambda *args: None)
+    monkeypatch.setattr("sys.argv", ["privacy.py", "--setting", "ni-60", "--levels", "16", "--algorithms", "fedit"])
+    privacy.main()
+    assert json.loads((out / "comparison.json").read_text())["variants"] == ["fedit"]
+    assert published == [["--setting", "ni-60", "--levels", "16", "--clip", "1.0", "--seeds", "0",
+                          "--algorithms", "fedit"]]
