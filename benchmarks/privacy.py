@@ -113,6 +113,22 @@ def main() -> None:
               seeds)
 
 
+def sampled_split(history: list[dict]) -> tuple[int, float, int, float] | None:
+    """At the first evaluation after round 0 where some clients were never sampled: (how many were
+    sampled, their mean local loss, how many were not, theirs), each client at its newest evaluation;
+    None where every client was sampled by then."""
+    sampled, newest = set(), {}
+    for record in history:
+        if record["round"] > 0:
+            sampled |= set(record.get("sampled", []))
+        newest |= record.get("local_loss", {})
+        if record["round"] > 0 and "mean_local_loss" in record:
+            losses = [[loss for client, loss in newest.items() if (client in sampled) == was] for was in (True, False)]
+            return (len(losses[0]), statistics.fmean(losses[0]), len(losses[1]), statistics.fmean(losses[1])) \
+                if all(losses) else None
+    return None
+
+
 def summarise(setting: Setting, levels: list[str], seeds: list[int]) -> None:
     """The privacy-utility table and plot over every level published so far."""
     import matplotlib
@@ -120,7 +136,7 @@ def summarise(setting: Setting, levels: list[str], seeds: list[int]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows, points, baseline, initial, better, devices = [], {}, {}, None, [], set()
+    rows, points, baseline, initial, better, devices, early = [], {}, {}, None, [], set(), []
     for level in levels:
         for variant in VARIANTS:
             label = variant.replace("@", "+")
@@ -147,6 +163,10 @@ def summarise(setting: Setting, levels: list[str], seeds: list[int]) -> None:
             points.setdefault(variant, []).append((statistics.fmean(eps) if level != "none" else None, local))
             if level != "none" and local < initial:
                 better.append(f"{variant} at ε {level}")
+            split = sampled_split(histories[0])
+            if split is not None:
+                round_ = next(r["round"] for r in histories[0] if r["round"] > 0 and "mean_local_loss" in r)
+                early.append(f"| {variant} | {level} | {round_} | {split[0]} | {split[1]:.3f} | {split[2]} | {split[3]:.3f} |")
     lines = [f"# What privacy costs: MIRA and FedIT on {setting.title}", "",
              f"{setting.description}; seeds {seeds}; trained on "
              f"{'; '.join(sorted(devices))}. ε is each client's (RDP accountant, dp-accounting), min – max over clients; "
@@ -161,6 +181,12 @@ def summarise(setting: Setting, levels: list[str], seeds: list[int]) -> None:
              "Per coordinate the noise has std σ·C, so its norm is about σ·C·√d for d adapter values "
              "(the released norm above) against a clipped update of norm at most C: each client's release is "
              "almost all noise unless d is small or many clients' releases are averaged."]
+    if early:
+        lines += ["", f"At the first evaluation (seed {seeds[0]}), the clients sampled so far against those not yet "
+                  "sampled, each at its newest local test loss: where only sampled clients change (MIRA), the mean "
+                  "rises with the share of clients sampled; FedIT sends its average to every client.", "",
+                  "| variant | target ε | round | sampled | their loss | not yet sampled | their loss |",
+                  "|---|---|---|---|---|---|---|", *early]
     target = RESULTS / setting.name
     target.mkdir(parents=True, exist_ok=True)
     figure, axes = plt.subplots(figsize=(5, 3.5))

@@ -250,3 +250,19 @@ def test_a_privacy_command_finishing_beside_another_publishes_what_is_finished(t
     assert json.loads((out / "comparison.json").read_text())["variants"] == ["fedit"]
     assert published == [["--setting", "ni-60", "--levels", "16", "--clip", "1.0", "--seeds", "0",
                           "--algorithms", "fedit"]]
+
+
+def test_the_privacy_summary_splits_the_first_evaluation_by_whether_a_client_was_sampled(monkeypatch):
+    """benchmarks/privacy.py's early-round table: each client at its newest local loss, sampled or not."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from privacy import sampled_split
+
+    history = [{"round": 0, "sampled": ["a", "b", "c"], "local_loss": {"a": 3.0, "b": 3.0, "c": 2.0},
+                "mean_local_loss": 8 / 3},
+               {"round": 1, "sampled": ["a"]},
+               {"round": 2, "sampled": ["b"], "local_loss": {"a": 20.0, "b": 22.0}, "mean_local_loss": 14.0}]
+    assert sampled_split(history) == (2, 21.0, 1, 2.0)
+    history[1]["sampled"] = ["c"]
+    assert sampled_split(history) == (2, 12.0, 1, 20.0)  # b and c (c at its round-0 loss), and a
+    history[1]["sampled"] = ["a", "c"]
+    assert sampled_split(history) is None  # everyone was sampled: nothing to split
