@@ -114,18 +114,17 @@ def main() -> None:
 
 
 def sampled_split(history: list[dict]) -> tuple[int, float, int, float] | None:
-    """At the first evaluation after round 0 where some clients were never sampled: (how many were
-    sampled, their mean local loss, how many were not, theirs), each client at its newest evaluation;
-    None where every client was sampled by then."""
+    """At the first evaluation after round 0: how many clients were sampled so far and their mean local
+    loss, how many were not and theirs, each client at its newest evaluation; None if either group is empty."""
     sampled, newest = set(), {}
     for record in history:
         if record["round"] > 0:
             sampled |= set(record.get("sampled", []))
         newest |= record.get("local_loss", {})
         if record["round"] > 0 and "mean_local_loss" in record:
-            losses = [[loss for client, loss in newest.items() if (client in sampled) == was] for was in (True, False)]
-            return (len(losses[0]), statistics.fmean(losses[0]), len(losses[1]), statistics.fmean(losses[1])) \
-                if all(losses) else None
+            were = [loss for client, loss in newest.items() if client in sampled]
+            were_not = [loss for client, loss in newest.items() if client not in sampled]
+            return (len(were), statistics.fmean(were), len(were_not), statistics.fmean(were_not)) if were and were_not else None
     return None
 
 
