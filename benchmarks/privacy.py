@@ -113,9 +113,10 @@ def main() -> None:
               seeds)
 
 
-def sampled_split(history: list[dict]) -> tuple[int, float, int, float] | None:
-    """At the first evaluation after round 0: how many clients were sampled so far and their mean local
-    loss, how many were not and theirs, each client at its newest evaluation; None if either group is empty."""
+def sampled_split(history: list[dict]) -> tuple[int, int, float, int, float] | None:
+    """The first evaluation after round 0: its round, how many clients were sampled so far and their mean
+    local loss, how many were not and theirs, each client at its newest evaluation; None if either group is
+    empty."""
     sampled, newest = set(), {}
     for record in history:
         if record["round"] > 0:
@@ -124,7 +125,9 @@ def sampled_split(history: list[dict]) -> tuple[int, float, int, float] | None:
         if record["round"] > 0 and "mean_local_loss" in record:
             were = [loss for client, loss in newest.items() if client in sampled]
             were_not = [loss for client, loss in newest.items() if client not in sampled]
-            return (len(were), statistics.fmean(were), len(were_not), statistics.fmean(were_not)) if were and were_not else None
+            if not (were and were_not):
+                return None
+            return record["round"], len(were), statistics.fmean(were), len(were_not), statistics.fmean(were_not)
     return None
 
 
@@ -164,8 +167,8 @@ def summarise(setting: Setting, levels: list[str], seeds: list[int]) -> None:
                 better.append(f"{variant} at ε {level}")
             split = sampled_split(histories[0])
             if split is not None:
-                round_ = next(r["round"] for r in histories[0] if r["round"] > 0 and "mean_local_loss" in r)
-                early.append(f"| {variant} | {level} | {round_} | {split[0]} | {split[1]:.3f} | {split[2]} | {split[3]:.3f} |")
+                round_, sampled, sampled_loss, others, others_loss = split
+                early.append(f"| {variant} | {level} | {round_} | {sampled} | {sampled_loss:.3f} | {others} | {others_loss:.3f} |")
     lines = [f"# What privacy costs: MIRA and FedIT on {setting.title}", "",
              f"{setting.description}; seeds {seeds}; trained on "
              f"{'; '.join(sorted(devices))}. ε is each client's (RDP accountant, dp-accounting), min – max over clients; "

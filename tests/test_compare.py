@@ -261,8 +261,8 @@ def test_the_privacy_summary_splits_the_first_evaluation_by_whether_a_client_was
                 "mean_local_loss": 8 / 3},
                {"round": 1, "sampled": ["a"]},
                {"round": 2, "sampled": ["b"], "local_loss": {"a": 20.0, "b": 22.0}, "mean_local_loss": 14.0}]
-    assert sampled_split(history) == (2, 21.0, 1, 2.0)
+    assert sampled_split(history) == (2, 2, 21.0, 1, 2.0)
     history[1]["sampled"] = ["c"]
-    assert sampled_split(history) == (2, 12.0, 1, 20.0)  # b and c (c at its round-0 loss), and a
+    assert sampled_split(history) == (2, 2, 12.0, 1, 20.0)  # b and c (c at its round-0 loss), and a
     history[1]["sampled"] = ["a", "c"]
     assert sampled_split(history) is None  # everyone was sampled: nothing to split
