@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from dataclasses import dataclass
@@ -131,6 +132,13 @@ def sampled_split(history: list[dict]) -> tuple[int, int, float, int, float] | N
     return None
 
 
+def releases(histories: list[list[dict]]) -> tuple[float, float]:
+    """The mean norm of what clients released (the finite releases: a non-finite one is rejected by the
+    server), and how many releases the server rejected in a run, on average over the runs."""
+    norms = [norm for h in histories for r in h for norm in r.get("update_norm", {}).values() if math.isfinite(norm)]
+    return statistics.fmean(norms), statistics.fmean(sum(len(r.get("rejected", {})) for r in h) for h in histories)
+
+
 def summarise(setting: Setting, levels: list[str], seeds: list[int]) -> None:
     """The privacy-utility table and plot over every level published so far."""
     import matplotlib
@@ -152,13 +160,12 @@ def summarise(setting: Setting, levels: list[str], seeds: list[int]) -> None:
             local = statistics.fmean(r["mean_local_loss"] for r in last)
             selected = statistics.fmean(r.get("selected", r)["mean_local_loss"] for r in last)
             eps = [r.get("max_epsilon", 0.0) for r in last]
-            released = statistics.fmean(statistics.fmean(r["update_norm"].values()) for h in histories
-                                        for r in h if r.get("update_norm"))
+            released, rejected = releases(histories)
             baseline.setdefault(variant, wall) if level == "none" else None
             sigma = load_config(runs[0] / "config.toml").privacy.noise_multiplier
             devices |= set(json.loads((RESULTS / setting.level(level) / "run.json").read_text())["trained_on"].values())
             rows.append(f"| {variant} | {level} | {sigma:.3g} | {min(min(r.get('epsilon', {0: 0}).values()) for r in last):.2f}"
-                        f" – {statistics.fmean(eps):.2f} | {released:.3g} | {local:.3f} | {selected:.3f} | "
+                        f" – {statistics.fmean(eps):.2f} | {released:.3g} | {rejected:g} | {local:.3f} | {selected:.3f} | "
                         f"{statistics.fmean(r.get('mean_global_loss', float('nan')) for r in last):.3f} | "
                         f"{statistics.fmean(r.get('mean_rouge_l', float('nan')) for r in last):.3f} | {wall / 60:.1f} | "
                         f"{wall / baseline[variant] - 1:+.1%} |" if variant in baseline else "")
@@ -173,12 +180,14 @@ def summarise(setting: Setting, levels: list[str], seeds: list[int]) -> None:
              f"{setting.description}; seeds {seeds}; trained on "
              f"{'; '.join(sorted(devices))}. ε is each client's (RDP accountant, dp-accounting), min – max over clients; "
              "the run without privacy has none. Released norm: the mean L2 norm of what a client sent (its clipped "
-             "update plus the noise; without privacy, the update itself). Loss: mean local test loss of the final "
+             "update plus the noise; without privacy, the update itself), over the finite releases. Rejected: releases "
+             "the server refused (non-finite, or over a norm bound; the client keeps its last good adapter), in a "
+             "run. Loss: mean local test loss of the final "
              "adapters, and of each client's validation-selected adapter (lower is better). Wall times were "
              "measured beside other runs on the same cores, so their differences are mostly load.", "",
              f"Before training (round 0) the mean local test loss is {initial:.3f}.", "",
-             "| variant | target ε | σ | ε | released norm | local loss | selected | global loss | ROUGE-L | "
-             "wall min | wall vs no privacy |", "|---|---|---|---|---|---|---|---|---|---|---|", *[r for r in rows if r],
+             "| variant | target ε | σ | ε | released norm | rejected | local loss | selected | global loss | ROUGE-L | "
+             "wall min | wall vs no privacy |", "|---|---|---|---|---|---|---|---|---|---|---|---|", *[r for r in rows if r],
              "", "Private runs that end below the untrained model's loss: " + (", ".join(better) or "none") + ". "
              "Per coordinate the noise has std σ·C, so its norm is about σ·C·√d for d adapter values "
              "(the released norm above) against a clipped update of norm at most C: each client's release is "

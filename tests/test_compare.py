@@ -266,3 +266,15 @@ def test_the_privacy_summary_splits_the_first_evaluation_by_whether_a_client_was
     assert sampled_split(history) == (2, 2, 12.0, 1, 20.0)  # b and c (c at its round-0 loss), and a
     history[1]["sampled"] = ["a", "c"]
     assert sampled_split(history) is None  # everyone was sampled: nothing to split
+
+
+def test_the_privacy_summary_averages_finite_releases_and_counts_rejected_ones(monkeypatch):
+    """A client whose private training diverged releases a non-finite adapter, which the server rejects:
+    the released norm is over the finite releases, and the rejection is counted."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from privacy import releases
+
+    run_1 = [{"round": 0}, {"round": 1, "update_norm": {"a": 600.0, "b": float("nan")}, "rejected": {"b": "non-finite"}},
+             {"round": 2, "update_norm": {"a": 700.0}}]
+    run_2 = [{"round": 0}, {"round": 1, "update_norm": {"a": 800.0}}]
+    assert releases([run_1, run_2]) == (700.0, 0.5)
