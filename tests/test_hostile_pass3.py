@@ -225,3 +225,21 @@ def test_a_compare_rerun_with_other_settings_is_refused_or_restarted(tmp_path, c
     assert "lr = 0.5" in (tmp_path / "mixed" / "local-s0" / "config.toml").read_text()
     assert (tmp_path / "mixed" / "local-s0" / "metrics.jsonl").read_text() != first
     assert json.loads((tmp_path / "mixed" / "comparison.json").read_text())["params"]["local"]["train"]["lr"] == 0.5
+
+
+def test_compares_side_by_side_on_one_folder_keep_each_others_settings(tmp_path):
+    """`mira compare -a local --params ...` and `-a fedit --params ...` on one folder (one after the other,
+    as side by side): the record and the report keep both variants' settings."""
+    from mira.cli import main
+
+    base = ["compare", "--no-progress", "--set", f"out_dir='{tmp_path}'", "--set", "name=both",
+            *(a for o in TUNE[:-1] + ["federation.rounds=1"] for a in ("--set", o))]
+    params = tmp_path / "params.toml"
+    params.write_text("[local.train]\nlr = 0.01\n[fedit.train]\nlr = 0.02\n")
+    assert main([*base, "-a", "local", "--params", str(params)]) == 0
+    assert main([*base, "-a", "fedit", "--params", str(params)]) == 0
+    record = json.loads((tmp_path / "both" / "comparison.json").read_text())
+    assert record["variants"] == ["fedit"] and record["params"] == {"fedit": {"train": {"lr": 0.02}},
+                                                                    "local": {"train": {"lr": 0.01}}}
+    report = (tmp_path / "both" / "results.md").read_text()
+    assert "- fedit: train.lr = 0.02" in report and "- local: train.lr = 0.01" in report

@@ -132,6 +132,21 @@ def _check_settings(sub: Config, restart: bool) -> None:
     (sub.run_dir / RESTART).touch()
 
 
+def _record_comparison(out: Path, variants: list[str], seeds: list[int], params: dict[str, dict]) -> None:
+    """comparison.json: this call's variants, seeds and settings, keeping the settings recorded for other
+    variants with the same seeds (by a `mira compare` beside or before this one, which the report also
+    shows); under a lock on the folder, so calls side by side do not lose each other's."""
+    with open(out / ".comparison.lock", "w") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        record = out / COMPARISON_JSON
+        earlier = json.loads(record.read_text()) if record.is_file() else {}
+        kept = {spec: p for spec, p in earlier.get("params", {}).items()
+                if spec not in variants} if earlier.get("seeds") == seeds else {}
+        atomic_write_text(record, json.dumps({"variants": [label(v) for v in variants], "seeds": seeds,
+                                              "params": kept | params}))
+
+
 def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool = True,
             params: dict[str, dict] | None = None, on_finished=None, restart: bool = False) -> Path:
     """Run every variant for every seed into <out_dir>/<name>/<variant>-s<seed>/ and return the
@@ -145,8 +160,7 @@ def compare(cfg: Config, variants: list[str], seeds: list[int], progress: bool =
     out = cfg.run_dir
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.toml")
-    atomic_write_text(out / COMPARISON_JSON, json.dumps({"variants": [label(v) for v in variants], "seeds": seeds,
-                                                         "params": params}))
+    _record_comparison(out, variants, seeds, params)
     for seed in seeds:
         subs = [variant_config(cfg, spec, seed, out, params.get(spec)) for spec in variants]
         for sub in subs:

@@ -285,6 +285,7 @@ class Comparison:
     def _settings(self) -> list[str]:
         record = self.path / COMPARISON_JSON
         params = json.loads(record.read_text()).get("params", {}) if record.is_file() else {}
+        params = {spec: p for spec, p in params.items() if label(spec) in self.labels}
         if not params:
             return []
         return ["", "Settings per variant (from `mira compare --params`):", ""] + [
