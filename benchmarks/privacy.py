@@ -212,7 +212,10 @@ def summarise(setting: Setting, levels: list[str], seeds: list[int]) -> None:
     if initial is not None:
         axes.axhline(initial, linestyle=":", color="grey", label="before training")
     axes.set_xscale("log")
-    axes.set_xlabel(f"ε (δ = 1/{round(1 / setting.delta)})")
+    ticks = sorted({e for values in points.values() for e, _ in values if e is not None})
+    axes.set_xticks(ticks, [f"{e:.3g}" for e in ticks])
+    axes.minorticks_off()
+    axes.set_xlabel(f"largest client ε (δ = 1/{round(1 / setting.delta)})")
     axes.set_ylabel("mean local test loss")
     axes.legend(fontsize=7)
     figure.tight_layout()
